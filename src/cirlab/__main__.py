@@ -1,0 +1,5 @@
+"""Allow ``python -m cirlab``."""
+
+from cirlab.cli import main
+
+raise SystemExit(main())
