@@ -6,7 +6,9 @@ Layout of a cache folder::
     images.npy      [N_images, d] image features, rows in the order of ``index.json``'s ``image_ids``
     texts.npy       [N_triplets, 4, d] text features of the four caption forms (CAPTION_FORMS order;
                     the evaluation form "C1 and c2" is form 0)
-    index.json      image ids, the image rows of every ``<category>.<split>``, and the triplet table
+    index.json      image ids, a content hash per image (of its decoded pixels, so that exact
+                    duplicates under different ids can be recognised), the image rows of every
+                    ``<category>.<split>``, and the triplet table
 
 Features are stored as the encoder returns them (not normalised); consumers normalise where their
 method does. Every file is written atomically and the manifest last, so a reader never sees a
@@ -65,6 +67,7 @@ class FeatureCache:
         self.manifest = manifest
         self.image_ids: list[str] = index["image_ids"]
         self._row_of = {image_id: row for row, image_id in enumerate(self.image_ids)}
+        self.image_hashes: list[str] = index.get("image_hashes") or [""] * len(self.image_ids)
         self._split_rows = {key: np.asarray(rows, dtype=np.int64) for key, rows in index["split_rows"].items()}
         t = index["triplets"]
         self.triplets = TripletTable(
@@ -157,13 +160,14 @@ class FeatureCache:
 
 def write_cache(root: str | Path, *, image_ids: list[str], image_features: np.ndarray,
                 split_rows: dict[str, list[int]], triplets: list[dict[str, Any]], text_features: np.ndarray,
-                manifest: dict[str, Any]) -> Path:
+                manifest: dict[str, Any], image_hashes: list[str] | None = None) -> Path:
     """Write a complete cache folder atomically, file by file, the manifest last.
 
     ``triplets`` holds one dict per row of ``text_features`` with keys ``category``, ``split``,
     ``file_index``, ``reference_row``, ``target_row`` and ``captions``. ``manifest`` holds at
     least ``model``, ``preprocess`` and ``data_fingerprint``; ``dim``, ``dtype``, the caption forms
-    and the format version are filled in here.
+    and the format version are filled in here. ``image_hashes`` holds one content hash per image
+    (equal hashes = identical pixels), used by the false-negative guard.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -176,6 +180,7 @@ def write_cache(root: str | Path, *, image_ids: list[str], image_features: np.nd
     columns = ("category", "split", "file_index", "reference_row", "target_row", "captions")
     index = {
         "image_ids": list(image_ids),
+        "image_hashes": list(image_hashes) if image_hashes is not None else None,
         "split_rows": {key: [int(r) for r in rows] for key, rows in split_rows.items()},
         "triplets": {column: [t[column] for t in triplets] for column in columns},
     }
