@@ -12,7 +12,16 @@ from typing import Any
 
 from cirlab.data.images import DEFAULT_MAX_PIXELS, load_image, scan_images
 from cirlab.data.jsonfiles import read_caption_file, read_split_file, read_tags_file
-from cirlab.data.layout import CATEGORIES, SPLITS, captions_file, images_dir, split_file, tags_file
+from cirlab.data.layout import (
+    CAPTIONS_DIR,
+    CATEGORIES,
+    SPLITS,
+    SPLITS_DIR,
+    captions_file,
+    images_dir,
+    split_file,
+    tags_file,
+)
 from cirlab.errors import DataError
 from cirlab.progress import progress
 
@@ -98,6 +107,10 @@ def check_dataset(root: str | Path, *, verify_images: bool = True,
 
     referenced: set[str] = set()
     missing: set[str] = set()
+    expected_files = {SPLITS_DIR: "split.<category>.<split>.json", CAPTIONS_DIR: "cap.<category>.<split>.json"}
+    for folder, pattern in expected_files.items():
+        if not (root / folder).is_dir():
+            report.problems.append(f"{root / folder}: no {folder} files found (the folder is missing; expected {pattern})")
     for category in CATEGORIES:
         for split in SPLITS:
             key = f"{category}.{split}"
@@ -108,7 +121,8 @@ def check_dataset(root: str | Path, *, verify_images: bool = True,
             try:
                 ids = read_split_file(sfile)
             except DataError as exc:
-                report.problems.append(str(exc))
+                if sfile.parent.is_dir():
+                    report.problems.append(str(exc))
                 if "duplicate image id" in exc.problem:
                     report.duplicate_ids.append(f"{key}: {exc.problem}")
             report.split_images[key] = len(ids)
@@ -116,7 +130,8 @@ def check_dataset(root: str | Path, *, verify_images: bool = True,
             try:
                 entries = read_caption_file(cfile, require_target=split != "test")
             except DataError as exc:
-                report.problems.append(str(exc))
+                if cfile.parent.is_dir():
+                    report.problems.append(str(exc))
                 entries = []
             report.triplets[key] = len(entries)
             split_set = set(ids)
@@ -140,9 +155,8 @@ def check_dataset(root: str | Path, *, verify_images: bool = True,
                     report.problems.append(str(exc))
     missing.update(image_id for image_id in referenced if image_id not in available and image_id not in ambiguous)
     report.missing_images = sorted(missing)
-    if not report.split_images:
-        expected = "expected split.<category>.<split>.json"
-        report.problems.append(f"{root / 'image_splits'}: no split files found ({expected})")
+    if not report.split_images and (root / SPLITS_DIR).is_dir():
+        report.problems.append(f"{root / SPLITS_DIR}: no split files found (expected split.<category>.<split>.json)")
 
     if verify_images:
         for image_id in progress(sorted(referenced & set(available)), desc="checking images", unit="img"):
