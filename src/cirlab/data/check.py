@@ -110,7 +110,8 @@ def check_dataset(root: str | Path, *, verify_images: bool = True,
     expected_files = {SPLITS_DIR: "split.<category>.<split>.json", CAPTIONS_DIR: "cap.<category>.<split>.json"}
     for folder, pattern in expected_files.items():
         if not (root / folder).is_dir():
-            report.problems.append(f"{root / folder}: no {folder} files found (the folder is missing; expected {pattern})")
+            problem = f"no {folder} files found (the folder is missing; expected {pattern})"
+            report.problems.append(f"{root / folder}: {problem}")
     for category in CATEGORIES:
         for split in SPLITS:
             key = f"{category}.{split}"

@@ -1,0 +1,296 @@
+"""Training configuration: one dataclass, loaded from YAML plus overrides, checked field by field.
+
+A run is described entirely by a :class:`TrainConfig`. It comes from a YAML file (a path, or the
+name of a config shipped in ``cirlab/configs``), then command-line flags and ``--set key=value``
+overrides are applied on top. Every problem is reported as a one-line :class:`ConfigError` that
+names the file and line (or the override) and the key: a YAML syntax error, an unknown key (with the
+closest known one), or a value of the wrong type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cirlab.errors import ConfigError
+from cirlab.runtime import PRECISIONS
+
+#: Learning-rate schedules the trainer knows.
+SCHEDULES: tuple[str, ...] = ("cosine", "constant")
+
+#: ``negatives`` value meaning "mine nothing": the loss gets ``negatives=None`` and uses the other
+#: targets of the batch, as CLIP4Cir's combiner training does.
+IN_BATCH = "in-batch"
+
+#: Keys that may differ between a checkpoint's config and the config that resumes it.
+RESUMABLE_CHANGES: frozenset[str] = frozenset(
+    {"epochs", "stop_after_epochs", "resume", "device", "eval_batch_size", "tensorboard", "log_every", "features"})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a combiner training run (see ``cirlab/configs/*.yaml`` for examples)."""
+
+    # ---- inputs and outputs
+    features: str | None = None  # feature cache folder (written by `cirlab extract`); required
+    out: str | None = None  # run folder for checkpoints, logs and metrics; required
+    categories: list[str] | None = None  # categories trained on; None = every cached category with a train split
+    val_categories: list[str] | None = None  # categories evaluated; None = the training categories
+    val_split: str = "val"  # split of the validation protocol (gallery = its images, queries = its triplets)
+
+    # ---- components, each chosen by registry name
+    combiner: str = "combiner"  # cirlab.combiners name: combiner (CLIP4Cir), attention-fusion, sum
+    combiner_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of build_combiner
+    loss: str = "contrastive"  # cirlab.losses name: contrastive, triplet
+    loss_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of build_loss
+    negatives: str = "random"  # cirlab.negatives sampler name, or "in-batch" to mine nothing
+    negatives_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of build_sampler
+    num_negatives: int = 16  # negatives mined per query over the whole training gallery (k)
+
+    # ---- optimisation
+    epochs: int = 10  # passes over the training triplets; 0 only evaluates the untrained combiner
+    batch_size: int = 256  # triplets per optimiser step, over all processes together
+    drop_last: bool = True  # drop each epoch's last incomplete batch (CLIP4Cir does)
+    lr: float = 1e-4  # peak learning rate of AdamW
+    weight_decay: float = 0.0  # AdamW decoupled weight decay (0 makes AdamW the same as Adam)
+    schedule: str = "cosine"  # learning-rate schedule after warm-up: cosine (to min_lr_ratio * lr) or constant
+    warmup_steps: int = 0  # steps of linear warm-up from 0 to lr
+    min_lr_ratio: float = 0.0  # floor of the cosine schedule, as a fraction of lr
+    grad_clip: float = 0.0  # clip the gradients' global L2 norm to this value; 0 disables clipping
+    caption_forms: list[int] = field(default_factory=lambda: [0, 1, 2, 3])  # training caption forms, drawn uniformly
+
+    # ---- evaluation
+    eval_every: int = 1  # evaluate on the validation protocol every this many epochs (and after the last)
+    eval_batch_size: int = 1024  # queries per batch during evaluation
+
+    # ---- runtime
+    device: str = "auto"  # auto (cuda when present), cpu, cuda, cuda:1 ...
+    precision: str = "fp32"  # autocast precision of the training step: fp32, bf16 (CPU and GPU), fp16 (GPU)
+    seed: int = 0  # seeds the epoch order, caption forms, negatives, dropout and initial weights
+    log_every: int = 1  # write every this many steps to steps.csv and TensorBoard
+    tensorboard: bool = True  # also log to RUN_DIR/tensorboard
+    resume: bool = False  # continue the run in `out` from its last checkpoint (start fresh if there is none)
+    stop_after_epochs: int | None = None  # end this invocation after this epoch, leaving the run resumable
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain JSON-ready values."""
+        return dataclasses.asdict(self)
+
+    def validate(self) -> TrainConfig:
+        """Check values that do not depend on the registries; return ``self``."""
+        if not self.features:
+            raise ConfigError("no feature cache given: pass --features DIR or set `features:` in the config")
+        if not self.out:
+            raise ConfigError("no run folder given: pass --out RUN_DIR or set `out:` in the config")
+        positive = {"batch_size": self.batch_size, "eval_every": self.eval_every,
+                    "eval_batch_size": self.eval_batch_size, "log_every": self.log_every}
+        for key, value in positive.items():
+            if value < 1:
+                raise ConfigError(f"config key {key} must be at least 1, got {value}")
+        if self.epochs < 0:
+            raise ConfigError(f"config key epochs must be at least 0, got {self.epochs}")
+        if self.lr <= 0:
+            raise ConfigError(f"config key lr must be positive, got {self.lr}")
+        if self.weight_decay < 0 or self.grad_clip < 0 or self.warmup_steps < 0:
+            raise ConfigError("config keys weight_decay, grad_clip and warmup_steps must not be negative")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError(f"config key min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.schedule!r}; known: {', '.join(SCHEDULES)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; known: {', '.join(PRECISIONS)}")
+        if not self.caption_forms or any(form not in range(4) for form in self.caption_forms):
+            raise ConfigError(f"config key caption_forms must list form indices 0..3, got {self.caption_forms}")
+        if self.negatives != IN_BATCH and self.num_negatives < 1:
+            raise ConfigError(f"config key num_negatives must be at least 1 with negatives={self.negatives!r}")
+        if self.stop_after_epochs is not None and self.stop_after_epochs < 1:
+            raise ConfigError(f"config key stop_after_epochs must be at least 1, got {self.stop_after_epochs}")
+        return self
+
+
+def config_keys() -> list[str]:
+    """Names of every config key."""
+    return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def shipped_configs() -> list[str]:
+    """Names of the configs shipped with cirlab (usable as ``--config NAME``)."""
+    folder = resources.files("cirlab").joinpath("configs")
+    if not folder.is_dir():
+        return []
+    return sorted(entry.name[: -len(".yaml")] for entry in folder.iterdir() if entry.name.endswith(".yaml"))
+
+
+def resolve_config_path(path_or_name: str | Path) -> Path:
+    """A config file's path: ``path_or_name`` itself when it exists, else the shipped config of that name."""
+    path = Path(path_or_name)
+    if path.is_file():
+        return path
+    name = path.name[: -len(".yaml")] if path.name.endswith(".yaml") else path.name
+    if str(path.parent) == "." and name in shipped_configs():
+        return Path(str(resources.files("cirlab").joinpath("configs", f"{name}.yaml")))
+    shipped = ", ".join(shipped_configs()) or "none"
+    raise ConfigError(f"{path_or_name}: no such config file (shipped configs: {shipped})")
+
+
+def load_config(path: str | Path | None = None,
+                overrides: Mapping[str, Any] | Sequence[str] | None = None) -> TrainConfig:
+    """Build a checked :class:`TrainConfig` from a YAML file (or none) plus overrides.
+
+    ``path`` is a YAML file or the name of a shipped config. ``overrides`` is either a mapping of
+    config keys to values (command-line flags) or ``"key=value"`` strings (``--set``), whose values
+    are read as YAML; a dotted key such as ``combiner_options.hidden_dim=512`` sets one entry of an
+    options mapping. Overrides are applied in order, after the file.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        resolved = resolve_config_path(path)
+        values = _read_yaml(resolved)
+    items = _override_items(overrides)
+    for key, value, source in items:
+        top, _, sub = key.partition(".")
+        if top not in config_keys():
+            raise ConfigError(f"{source}: unknown config key {top!r}{_suggest(top)}")
+        if sub:
+            current = values.get(top)
+            if current is None:
+                current = {}
+            if not isinstance(current, dict):
+                raise ConfigError(f"{source}: config key {top!r} is not a mapping, so {key!r} cannot be set")
+            values[top] = {**current, sub: value}
+        else:
+            values[top] = value
+    return config_from_dict(values, source=str(path) if path is not None else "overrides")
+
+
+def config_from_dict(values: Mapping[str, Any], source: str = "config",
+                     lines: Mapping[str, int] | None = None) -> TrainConfig:
+    """Build a :class:`TrainConfig` from a mapping, checking keys and value types (not yet :meth:`validate`)."""
+    hints = typing.get_type_hints(TrainConfig)
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        where = f"{source}:{lines[key]}" if lines and key in lines else source
+        if key not in hints:
+            raise ConfigError(f"{where}: unknown config key {key!r}{_suggest(key)}")
+        try:
+            kwargs[key] = _coerce(value, hints[key])
+        except TypeError as exc:
+            raise ConfigError(f"{where}: config key {key!r}: {exc}") from None
+    return TrainConfig(**kwargs)
+
+
+# ---------------------------------------------------------------- reading YAML
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """Parse ``path`` into a mapping, checking the keys with their line numbers."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: unreadable config file ({exc})") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: invalid YAML ({problem})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
+        raise ConfigError(f"{path}: a config file must hold a mapping of config keys at the top level")
+    lines = {key_node.value: key_node.start_mark.line + 1 for key_node, _ in node.value}
+    config_from_dict(data, source=str(path), lines=lines)  # reports unknown keys and bad types with their line
+    return dict(data)
+
+
+def _override_items(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[tuple[str, Any, str]]:
+    """``(key, value, source)`` triples of command-line overrides."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, Mapping):
+        return [(key, value, f"option {key}") for key, value in overrides.items()]
+    items = []
+    for text in overrides:
+        key, sep, raw = str(text).partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {text!r}: expected key=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        items.append((key.strip(), value, f"--set {text}"))
+    return items
+
+
+def _suggest(key: str) -> str:
+    close = difflib.get_close_matches(key, config_keys(), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# ---------------------------------------------------------------- type checks
+def _coerce(value: Any, hint: Any) -> Any:
+    """Return ``value`` as type ``hint`` or raise TypeError saying what was expected.
+
+    Hand-written rather than a validation library because the few types of :class:`TrainConfig`
+    need only this, and YAML 1.1 quirks (``2e-5`` read as a string) need a numeric reading anyway.
+    """
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option)
+            except TypeError as exc:
+                errors.append(str(exc))
+        raise TypeError(" or ".join(errors))
+    if hint is Any:
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise TypeError(f"expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise TypeError(f"expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise TypeError(f"expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, (str, Path)):
+            return str(value)
+        raise TypeError(f"expected a string, got {value!r}")
+    if origin is list:
+        (item_hint,) = typing.get_args(hint)
+        if isinstance(value, str) and item_hint is str:
+            return [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"expected a list, got {value!r}")
+        return [_coerce(item, item_hint) for item in value]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected a mapping, got {value!r}")
+        return {str(k): v for k, v in value.items()}
+    raise TypeError(f"unsupported config type {hint!r}")
