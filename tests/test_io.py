@@ -21,3 +21,13 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         raise RuntimeError("killed mid-write")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["weights.bin"]
+
+
+def test_written_files_get_the_umask_mode_not_private(tmp_path):
+    import os
+
+    target = tmp_path / "shared.json"
+    atomic_write_json(target, [])
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -31,6 +31,8 @@ def atomic_path(destination: str | Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        # mkstemp creates the file private (0600); give it the mode a plain open() would have.
+        os.chmod(tmp, 0o666 & ~_current_umask())
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, destination)
@@ -59,6 +61,13 @@ def atomic_write_text(destination: str | Path, text: str) -> None:
 def atomic_write_json(destination: str | Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON to ``destination`` atomically."""
     atomic_write_text(destination, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def _current_umask() -> int:
+    """The process umask (reading it requires setting it, so it is set straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: Path) -> None:
