@@ -142,14 +142,17 @@ def resolve_config_path(path_or_name: str | Path) -> Path:
     raise ConfigError(f"{path_or_name}: no such config file (shipped configs: {shipped})")
 
 
-def load_config(path: str | Path | None = None,
-                overrides: Mapping[str, Any] | Sequence[str] | None = None) -> TrainConfig:
-    """Build a checked :class:`TrainConfig` from a YAML file (or none) plus overrides.
+Overrides = Mapping[str, Any] | Sequence[str | tuple[str, Any]]
 
-    ``path`` is a YAML file or the name of a shipped config. ``overrides`` is either a mapping of
-    config keys to values (command-line flags) or ``"key=value"`` strings (``--set``), whose values
-    are read as YAML; a dotted key such as ``combiner_options.hidden_dim=512`` sets one entry of an
-    options mapping. Overrides are applied in order, after the file.
+
+def load_config(path: str | Path | None = None, overrides: Overrides | None = None) -> TrainConfig:
+    """Build a :class:`TrainConfig` from a YAML file (or none) plus overrides, checking keys and types.
+
+    ``path`` is a YAML file or the name of a shipped config. ``overrides`` is a mapping of config keys
+    to values, or a sequence of ``(key, value)`` pairs (command-line flags) and ``"key=value"`` strings
+    (``--set``, values read as YAML). A dotted key such as ``combiner_options.hidden_dim`` sets one
+    entry of an options mapping. Overrides are applied in order, after the file. Values that need
+    the whole config (a feature cache and run folder are given...) are checked by :meth:`TrainConfig.validate`.
     """
     values: dict[str, Any] = {}
     if path is not None:
@@ -201,7 +204,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
         raise ConfigError(f"{where}: invalid YAML ({problem})") from None
     if data is None:
         return {}
@@ -212,15 +215,20 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return dict(data)
 
 
-def _override_items(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[tuple[str, Any, str]]:
+def _override_items(overrides: Overrides | None) -> list[tuple[str, Any, str]]:
     """``(key, value, source)`` triples of command-line overrides."""
     if overrides is None:
         return []
     if isinstance(overrides, Mapping):
         return [(key, value, f"option {key}") for key, value in overrides.items()]
     items = []
-    for text in overrides:
-        key, sep, raw = str(text).partition("=")
+    for entry in overrides:
+        if isinstance(entry, tuple):
+            key, value = entry
+            items.append((key, value, f"option {key}"))
+            continue
+        text = str(entry)
+        key, sep, raw = text.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {text!r}: expected key=value")
         try:

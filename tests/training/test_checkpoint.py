@@ -1,0 +1,97 @@
+"""Checkpoint folders are swapped atomically, recovered after a kill, and RNG states round-trip."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from cirlab.errors import CirlabError
+from cirlab.training.checkpoint import (
+    atomic_folder,
+    capture_rng,
+    has_state,
+    read_state,
+    recover_folder,
+    restore_rng,
+    write_checkpoint,
+)
+
+
+def test_atomic_folder_replaces_the_whole_folder(tmp_path):
+    target = tmp_path / "last"
+    with atomic_folder(target) as tmp:
+        (tmp / "a.txt").write_text("one")
+        (tmp / "b.txt").write_text("one")
+    with atomic_folder(target) as tmp:
+        (tmp / "a.txt").write_text("two")
+    assert sorted(p.name for p in target.iterdir()) == ["a.txt"]
+    assert (target / "a.txt").read_text() == "two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
+
+
+def test_failed_write_leaves_the_old_folder(tmp_path):
+    target = tmp_path / "last"
+    with atomic_folder(target) as tmp:
+        (tmp / "a.txt").write_text("one")
+    with pytest.raises(RuntimeError), atomic_folder(target) as tmp:
+        (tmp / "a.txt").write_text("half")
+        raise RuntimeError("killed")
+    assert (target / "a.txt").read_text() == "one"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
+
+
+def test_recover_folder_after_a_kill_between_the_renames(tmp_path):
+    target = tmp_path / "last"
+    old = tmp_path / ".last.old"
+    old.mkdir()
+    (old / "a.txt").write_text("previous")
+    (tmp_path / ".last.tmp").mkdir()
+    recover_folder(target)
+    assert (target / "a.txt").read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
+
+
+def test_state_round_trip(tmp_path):
+    run = tmp_path / "run"
+    assert not has_state(run)
+    write_checkpoint(run / "last", lambda folder: (folder / "w.bin").write_bytes(b"w"),
+                     {"epoch": 3, "history": [{"epoch": 1, "val/headline": 1.5, "lr": None}]})
+    assert has_state(run)
+    state = read_state(run)
+    assert state["epoch"] == 3 and state["history"][0]["val/headline"] == 1.5
+    assert (run / "last" / "w.bin").read_bytes() == b"w"
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
+def test_unreadable_state_is_a_one_line_error(tmp_path):
+    (tmp_path / "last").mkdir()
+    for garbage in (b"", b"\x80\x02not a pickle", bytes(range(256)) * 3, b"PK\x03\x04broken zip"):
+        (tmp_path / "last" / "trainer_state.pt").write_bytes(garbage)
+        with pytest.raises(CirlabError, match="unreadable trainer state"):
+            read_state(tmp_path)
+
+
+def test_rng_states_round_trip_through_a_file(tmp_path):
+    generators = {"a": torch.Generator().manual_seed(1), "b": torch.Generator().manual_seed(2)}
+    random.seed(4)
+    np.random.seed(5)
+    torch.manual_seed(6)
+    state = capture_rng(generators, torch.device("cpu"))
+    expected = (random.random(), np.random.rand(), torch.rand(2), torch.rand(2, generator=generators["a"]),
+                torch.rand(2, generator=generators["b"]))
+    path = tmp_path / "rng.pt"
+    torch.save(state, path)
+    loaded = torch.load(path, weights_only=True)
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    fresh = {"a": torch.Generator(), "b": torch.Generator()}
+    restore_rng(loaded, fresh, torch.device("cpu"))
+    again = (random.random(), np.random.rand(), torch.rand(2), torch.rand(2, generator=fresh["a"]),
+             torch.rand(2, generator=fresh["b"]))
+    assert expected[:2] == again[:2]
+    for a, b in zip(expected[2:], again[2:]):
+        assert torch.equal(a, b)
