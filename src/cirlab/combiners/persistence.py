@@ -1,0 +1,120 @@
+"""Saving and loading a combiner: ``combiner.safetensors`` (weights) + ``combiner.json`` (how to rebuild it).
+
+Layout of a combiner folder::
+
+    combiner.safetensors   the state dict; its metadata repeats the config and a save id
+    combiner.json          {"format_version", "config", "save_id", "parameters", "extra"}
+
+Both files are written atomically, the weights first and the JSON last, and share a random save id.
+An interrupted save therefore leaves either the previous pair or a weights file whose save id the
+JSON does not name, which :func:`load_combiner` refuses instead of loading weights of one save with
+the description of another. ``extra`` is free JSON for the caller (epoch, metrics, training config).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from cirlab.combiners.base import Combiner, build_combiner
+from cirlab.errors import CacheMismatchError, CirlabError
+from cirlab.io import atomic_path, atomic_write_json
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "combiner.safetensors"
+CONFIG_FILE = "combiner.json"
+
+
+class CombinerFileError(CacheMismatchError):
+    """A saved combiner is missing, unreadable, or its two files do not belong together."""
+
+
+def save_combiner(combiner: Combiner, folder: str | Path, extra: dict[str, Any] | None = None) -> None:
+    """Write ``combiner`` to ``folder`` (created if needed) as weights + JSON, both atomically."""
+    folder = Path(folder)
+    config = combiner.config()
+    save_id = uuid.uuid4().hex
+    state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in combiner.state_dict().items()}
+    metadata = {"cirlab_config": json.dumps(config, sort_keys=True), "cirlab_save_id": save_id}
+    with atomic_path(folder / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
+    atomic_write_json(folder / CONFIG_FILE, {
+        "format_version": FORMAT_VERSION,
+        "config": config,
+        "save_id": save_id,
+        "parameters": sum(p.numel() for p in combiner.parameters()),
+        "extra": extra or {},
+    })
+
+
+def read_combiner_metadata(path: str | Path) -> dict[str, Any]:
+    """The parsed ``combiner.json`` of a combiner folder (or of the JSON file itself), checked."""
+    json_path = _json_path(Path(path))
+    try:
+        meta = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CombinerFileError(f"{json_path}: unreadable combiner description ({error})") from None
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        found = meta.get("format_version") if isinstance(meta, dict) else None
+        raise CombinerFileError(f"{json_path}: combiner format {found!r}, this cirlab reads format {FORMAT_VERSION}")
+    config = meta.get("config")
+    if not isinstance(config, dict) or "name" not in config or "dim" not in config:
+        raise CombinerFileError(f"{json_path}: no valid 'config' (with name and dim) in the combiner description")
+    return meta
+
+
+def load_combiner(path: str | Path, device: str | torch.device = "cpu") -> Combiner:
+    """Rebuild the combiner saved in folder ``path`` (or from its ``combiner.json``), in eval mode on ``device``."""
+    json_path = _json_path(Path(path))
+    meta = read_combiner_metadata(json_path)
+    config = dict(meta["config"])
+    try:
+        combiner = build_combiner(config.pop("name"), config.pop("dim"), **config)
+    except CirlabError as error:
+        raise CombinerFileError(f"{json_path}: cannot rebuild the combiner ({error})") from None
+    weights_path = json_path.parent / WEIGHTS_FILE
+    state, weights_meta = _read_weights(weights_path)
+    if weights_meta.get("cirlab_save_id") != meta.get("save_id"):
+        raise CombinerFileError(f"{weights_path}: written by a different save than {json_path.name} "
+                                f"(an interrupted save?); save the combiner again")
+    expected = combiner.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = sorted(name for name in set(expected) & set(state) if expected[name].shape != state[name].shape)
+    if missing or unexpected or wrong_shape:
+        details = "; ".join(f"{label}: {', '.join(names[:5])}" for label, names in
+                            (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)) if names)
+        raise CombinerFileError(f"{weights_path}: weights do not fit the {config_name(meta)} combiner ({details})")
+    combiner.load_state_dict(state)
+    return combiner.to(device).eval()
+
+
+def config_name(meta: dict[str, Any]) -> str:
+    """``name(dim=...)`` of a combiner description, for messages."""
+    return f"{meta['config']['name']!r} (dim={meta['config']['dim']})"
+
+
+def _json_path(path: Path) -> Path:
+    json_path = path if path.name == CONFIG_FILE or path.suffix == ".json" else path / CONFIG_FILE
+    if not json_path.parent.is_dir():
+        raise CombinerFileError(f"{json_path.parent}: combiner folder not found")
+    if not json_path.is_file():
+        raise CombinerFileError(f"{json_path}: missing; not a saved combiner folder (or the save did not finish)")
+    return json_path
+
+
+def _read_weights(weights_path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    if not weights_path.is_file():
+        raise CombinerFileError(f"{weights_path}: missing; the combiner's weights were not saved")
+    try:
+        with safe_open(str(weights_path), framework="pt") as handle:
+            weights_meta = handle.metadata() or {}
+        return load_file(str(weights_path)), weights_meta
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise CombinerFileError(f"{weights_path}: unreadable weights file ({error})") from None

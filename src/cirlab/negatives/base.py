@@ -1,0 +1,167 @@
+"""The negative-sampler contract, the sampler registry, and the base class that checks inputs and counts.
+
+Every sampler answers one question: given the batch's query embeddings and the gallery indices of
+their targets, which ``k`` gallery items should each query be pushed away from? ::
+
+    sampler = build_sampler("semi-hard", gallery, margin=0.2)
+    negatives = sampler.sample(queries, positives, BatchInfo(categories, progress), k=16, generator=g)
+    sampler.stats()   # {"queries": ..., "guard_exact_duplicates": ..., "fallback_negatives": ...}
+
+Samplers are pure functions of their inputs and the ``torch.Generator`` (their statistics aside), so
+the same seed gives the same negatives, and each can be tested against a naive loop.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from cirlab.errors import ConfigError
+from cirlab.negatives.gallery import BatchInfo, Gallery
+from cirlab.negatives.guard import DEFAULT_NEAR_DUPLICATE_THRESHOLD, DuplicateGuard
+from cirlab.registry import Registry
+
+#: Counters every sampler reports: queries served, negatives returned, duplicates of the target the
+#: guard removed from the strategy's choice (exact / near; each sampler says which choice), and
+#: negatives that did not come from the strategy's own rule (see each sampler's fallback).
+COMMON_STATS: tuple[str, ...] = (
+    "queries", "negatives", "guard_exact_duplicates", "guard_near_duplicates", "fallback_negatives",
+)
+
+
+@runtime_checkable
+class NegativeSampler(Protocol):
+    """What the trainer calls; every registered sampler implements it."""
+
+    def sample(self, queries: Tensor, positives: Tensor, batch: BatchInfo, k: int,
+               generator: torch.Generator) -> Tensor:
+        """queries [B, d] L2-normalised, positives [B] gallery indices of the targets → [B, k] gallery
+        indices; never the positive nor one of its guarded duplicates."""
+        ...
+
+    def stats(self) -> dict[str, float]:
+        """Counters accumulated since the last :meth:`reset_stats`."""
+        ...
+
+    def reset_stats(self) -> None:
+        """Zero the counters."""
+        ...
+
+
+#: Sampler classes by name; :func:`build_sampler` instantiates them.
+SAMPLERS: Registry[type[GallerySampler]] = Registry("negative sampler")
+
+
+def build_sampler(name: str, gallery: Gallery, **kwargs: Any) -> GallerySampler:
+    """The sampler registered as ``name`` over ``gallery`` (unknown options: ConfigError)."""
+    factory = SAMPLERS.get(name)
+    try:
+        inspect.signature(factory).bind(gallery, **kwargs)
+    except TypeError as error:
+        known = [p for p in inspect.signature(factory).parameters if p not in ("self", "gallery")]
+        raise ConfigError(f"negative sampler {name!r}: {error}; its options are: {', '.join(known)}") from None
+    return factory(gallery, **kwargs)
+
+
+class GallerySampler:
+    """Base of the samplers: input checks, the duplicate guard, chunking and the statistics.
+
+    Args:
+        gallery: the training gallery.
+        near_duplicate_threshold: feature cosine above which an item is a near-duplicate of the target
+            and never a negative (None: only exact duplicates are excluded).
+        chunk_size: gallery items scored at once by mining scans; None sizes chunks to the batch so that
+            one chunk holds about 8M similarities (:data:`~cirlab.negatives.scan.CHUNK_ELEMENTS`).
+    """
+
+    name: ClassVar[str] = ""
+    #: Counters of this sampler beyond :data:`COMMON_STATS`.
+    extra_stats: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, gallery: Gallery, near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
+                 chunk_size: int | None = None) -> None:
+        if not isinstance(gallery, Gallery):
+            raise ConfigError(f"negative sampler {self.name!r} needs a Gallery, got {type(gallery).__name__}")
+        if chunk_size is not None and int(chunk_size) < 1:
+            raise ConfigError(f"negative sampler {self.name!r}: chunk_size must be at least 1 (or null for "
+                              f"automatic), got {chunk_size}")
+        self.gallery = gallery
+        self.guard = DuplicateGuard(gallery, near_duplicate_threshold)
+        self.chunk_size = None if chunk_size is None else int(chunk_size)
+        self._counters: dict[str, Tensor] = {}
+        self.reset_stats()
+
+    # ---------------------------------------------------------------- the contract
+    def sample(self, queries: Tensor, positives: Tensor, batch: BatchInfo, k: int,
+               generator: torch.Generator) -> Tensor:
+        """``[B, k]`` gallery indices of negatives for each query (never its target or a guarded duplicate).
+
+        Inputs may live on any device and need not be normalised nor detached; the work and the result
+        are on the gallery's device, in float32 whatever autocast is active.
+        """
+        device = self.gallery.device
+        self._check_inputs(queries, positives, batch, k, generator)
+        if positives.shape[0] == 0:
+            return torch.empty((0, int(k)), dtype=torch.long, device=device)
+        with torch.no_grad(), torch.autocast(device_type=device.type, enabled=False):
+            queries = F.normalize(queries.detach().to(device=device, dtype=self.gallery.features.dtype), dim=-1)
+            positives = positives.to(device)
+            batch = BatchInfo(categories=batch.categories.to(device).long(), progress=float(batch.progress))
+            negatives = self._sample(queries, positives, batch, int(k), generator)
+        self.count("queries", positives.shape[0])
+        self.count("negatives", negatives.numel())
+        return negatives
+
+    def _sample(self, queries: Tensor, positives: Tensor, batch: BatchInfo, k: int,
+                generator: torch.Generator) -> Tensor:
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- statistics
+    def stats(self) -> dict[str, float]:
+        """Counters since the last reset (read back from the device here, not during sampling)."""
+        return {name: float(value) for name, value in self._counters.items()}
+
+    def reset_stats(self) -> None:
+        """Zero every counter."""
+        self._counters = {name: torch.zeros((), dtype=torch.float64, device=self.gallery.device)
+                          for name in (*COMMON_STATS, *self.extra_stats)}
+
+    def count(self, name: str, value: Tensor | int | float) -> None:
+        """Add ``value`` to counter ``name`` (tensors stay on the device: no synchronisation)."""
+        self._counters[name] = self._counters[name] + value
+
+    def config(self) -> dict[str, Any]:
+        """The sampler's name and options, for logs and run records."""
+        return {"name": self.name, "near_duplicate_threshold": self.guard.near_duplicate_threshold,
+                "chunk_size": self.chunk_size, **self.options()}
+
+    def options(self) -> dict[str, Any]:
+        """Options specific to this sampler (for :meth:`config`)."""
+        return {}
+
+    # ---------------------------------------------------------------- helpers
+    def _check_inputs(self, queries: Tensor, positives: Tensor, batch: BatchInfo, k: int,
+                      generator: torch.Generator) -> None:
+        size = positives.shape[0] if positives.ndim == 1 else -1
+        if queries.ndim != 2 or queries.shape != (size, self.gallery.dim):
+            raise ValueError(f"{self.name}: queries must be [B, {self.gallery.dim}] and positives [B]; got "
+                             f"{tuple(queries.shape)} and {tuple(positives.shape)}")
+        if positives.dtype != torch.long or (size and not 0 <= int(positives.min()) <= int(positives.max())
+                                             < len(self.gallery)):
+            raise ValueError(f"{self.name}: positives must be long gallery indices in [0, {len(self.gallery)})")
+        if batch.categories.shape != (size,):
+            raise ValueError(f"{self.name}: batch.categories must be [B] = [{size}], "
+                             f"got {tuple(batch.categories.shape)}")
+        if int(k) < 1:
+            raise ConfigError(f"{self.name}: the number of negatives per query must be at least 1, got {k}")
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"{self.name}: generator must be a torch.Generator, got {type(generator).__name__}")
+
+    def add_guard_counts(self, exact: Tensor, near: Tensor) -> None:
+        """Count guard firings: ``exact`` and ``near`` are masks (or counts) of blocked would-be negatives."""
+        self.count("guard_exact_duplicates", exact.sum())
+        self.count("guard_near_duplicates", near.sum())

@@ -1,0 +1,94 @@
+"""``hard``: online hard-negative mining over the whole gallery — the items closest to each query.
+
+Hardest means *closest* to the query (highest cosine), never farthest. With ``top_m > k`` the ``k``
+negatives are a uniform sample of the ``top_m`` closest, which keeps most of the difficulty while
+avoiding the same few items every step (and softens the damage of any false negative the guard
+misses). Returned negatives are ordered hardest first.
+
+One chunked pass keeps each query's ``top_m + GUARD_SLACK + 1`` closest items; the guard then removes
+the target and its duplicates from that short list. Only a query with more duplicates than the
+slack among its closest items is scanned again, with the guard applied to every item.
+``guard_exact_duplicates`` / ``guard_near_duplicates`` count the duplicates that an unguarded ranking
+would have put in the top ``top_m``. When the gallery holds fewer than ``k`` admissible items for a
+query, picks are repeated (``fallback_negatives`` counts the repeats).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from cirlab.errors import ConfigError
+from cirlab.negatives.base import SAMPLERS, GallerySampler
+from cirlab.negatives.gallery import BatchInfo, Gallery
+from cirlab.negatives.guard import DEFAULT_NEAR_DUPLICATE_THRESHOLD, GuardFlags, no_negative_error
+from cirlab.negatives.scan import GUARD_SLACK, RunningTopK, compact, fill_cyclic, scan_gallery, uniform
+
+
+@SAMPLERS.register("hard")
+class HardSampler(GallerySampler):
+    """The ``k`` closest admissible gallery items (or ``k`` uniform among the ``top_m`` closest).
+
+    Args:
+        top_m: size of the pool the ``k`` negatives are drawn from; None (or ``<= k``) returns the
+            ``k`` closest themselves.
+    """
+
+    name = "hard"
+
+    def __init__(self, gallery: Gallery, top_m: int | None = None,
+                 near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
+                 chunk_size: int | None = None) -> None:
+        super().__init__(gallery, near_duplicate_threshold, chunk_size)
+        if top_m is not None and int(top_m) < 1:
+            raise ConfigError(f"hard sampler: top_m must be at least 1 (or null), got {top_m}")
+        self.top_m = None if top_m is None else int(top_m)
+
+    def _sample(self, queries: Tensor, positives: Tensor, batch: BatchInfo, k: int,
+                generator: torch.Generator) -> Tensor:
+        pool_size = max(k, self.top_m or k)
+        size = len(self.gallery)
+        width = min(pool_size + GUARD_SLACK + 1, size)
+        ranking = RunningTopK(positives.shape[0], width, fill=float("-inf"), dtype=queries.dtype,
+                              device=queries.device)
+        for chunk in scan_gallery(self.gallery, positives, queries, self.chunk_size):
+            ranking.update(chunk.cosines, chunk.columns)
+        _, indices, valid = ranking.result()
+        flags = self.guard.flags(positives, indices.clamp(min=0))
+        self._count_guard(valid & ~flags.positive, flags, pool_size)
+        pool, pool_valid = compact(indices, valid & ~flags.excluded, pool_size)
+
+        # More duplicates than the slack among a query's closest items: rank its whole gallery under the guard.
+        rescan = (pool_valid.sum(dim=1) < pool_size) & (width < size)
+        if bool(rescan.any()):
+            rows = rescan.nonzero(as_tuple=True)[0]
+            pool[rows], pool_valid[rows] = self._guarded_pool(queries[rows], positives[rows], pool_size)
+        if not bool(pool_valid[:, 0].all()):
+            raise no_negative_error(positives[~pool_valid[:, 0]], size)
+
+        if pool_size > k:
+            # A uniform k-subset of each row's valid pool, kept in hardness order.
+            keys = uniform(tuple(pool.shape), generator, pool.device)
+            keys = torch.where(pool_valid, keys, torch.full_like(keys, -1.0))
+            chosen = keys.topk(k, dim=1).indices.sort(dim=1).values
+            pool, pool_valid = pool.gather(1, chosen), pool_valid.gather(1, chosen)
+        negatives, repeated = fill_cyclic(pool, pool_valid, k)
+        self.count("fallback_negatives", repeated.sum())
+        return negatives
+
+    def _guarded_pool(self, queries: Tensor, positives: Tensor, pool_size: int) -> tuple[Tensor, Tensor]:
+        """The ``pool_size`` closest admissible items of each query, the guard applied to every item."""
+        ranking = RunningTopK(positives.shape[0], pool_size, fill=float("-inf"), dtype=queries.dtype,
+                              device=queries.device)
+        for chunk in scan_gallery(self.gallery, positives, queries, self.chunk_size, guard=self.guard):
+            ranking.update(chunk.cosines.masked_fill_(chunk.flags.excluded, float("-inf")), chunk.columns)
+        _, indices, valid = ranking.result()
+        return indices, valid
+
+    def _count_guard(self, candidates: Tensor, flags: GuardFlags, pool_size: int) -> None:
+        """Count the duplicates among the first ``pool_size`` candidates of the unguarded ranking."""
+        in_pool = candidates & (candidates.long().cumsum(dim=1) <= pool_size)
+        self.add_guard_counts(in_pool & flags.exact, in_pool & flags.near)
+
+    def options(self) -> dict[str, int | None]:
+        return {"top_m": self.top_m}

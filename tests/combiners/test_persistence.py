@@ -1,0 +1,97 @@
+"""Saving and loading combiners: exact round trips and one-line errors for broken folders."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from cirlab.combiners import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    CombinerFileError,
+    build_combiner,
+    load_combiner,
+    read_combiner_metadata,
+    save_combiner,
+)
+from cirlab.errors import CirlabError
+
+
+@pytest.mark.parametrize("name", ["combiner", "attention-fusion", "sum"])
+def test_round_trip_reproduces_outputs(tmp_path: Path, name: str) -> None:
+    torch.manual_seed(0)
+    combiner = build_combiner(name, dim=8, **({"dropout": 0.3} if name != "sum" else {})).eval()
+    save_combiner(combiner, tmp_path / "run", extra={"epoch": 3})
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]
+    loaded = load_combiner(tmp_path / "run")
+    assert type(loaded) is type(combiner) and loaded.config() == combiner.config() and not loaded.training
+    image, text = torch.randn(4, 8), torch.randn(4, 8)
+    assert torch.equal(loaded(image, text), combiner(image, text))
+    meta = read_combiner_metadata(tmp_path / "run")
+    assert meta["extra"] == {"epoch": 3} and meta["config"] == combiner.config()
+    assert meta["parameters"] == sum(p.numel() for p in combiner.parameters())
+
+
+def test_load_accepts_the_json_path_and_overwrites_atomically(tmp_path: Path) -> None:
+    first = build_combiner("combiner", dim=4)
+    save_combiner(first, tmp_path)
+    second = build_combiner("combiner", dim=4)
+    save_combiner(second, tmp_path)  # overwrite in place
+    loaded = load_combiner(tmp_path / CONFIG_FILE)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), second.state_dict().values()))
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def _saved(tmp_path: Path, name: str = "combiner", dim: int = 4) -> Path:
+    folder = tmp_path / name
+    save_combiner(build_combiner(name, dim=dim), folder)
+    return folder
+
+
+def _one_line_error(path: Path, match: str) -> str:
+    with pytest.raises(CombinerFileError, match=match) as info:
+        load_combiner(path)
+    message = str(info.value)
+    assert "\n" not in message and isinstance(info.value, CirlabError)
+    return message
+
+
+def test_missing_folder_and_files(tmp_path: Path) -> None:
+    _one_line_error(tmp_path / "nowhere", "combiner folder not found")
+    (tmp_path / "empty").mkdir()
+    assert str(tmp_path / "empty" / CONFIG_FILE) in _one_line_error(tmp_path / "empty", "not a saved combiner")
+    folder = _saved(tmp_path)
+    (folder / WEIGHTS_FILE).unlink()
+    _one_line_error(folder, "weights were not saved")
+
+
+def test_corrupt_files(tmp_path: Path) -> None:
+    folder = _saved(tmp_path)
+    (folder / WEIGHTS_FILE).write_bytes(b"not a safetensors file")
+    _one_line_error(folder, "unreadable weights file")
+    (folder / CONFIG_FILE).write_text("{ truncated")
+    _one_line_error(folder, "unreadable combiner description")
+    (folder / CONFIG_FILE).write_text(json.dumps({"format_version": 99}))
+    _one_line_error(folder, "combiner format 99")
+
+
+def test_weights_of_another_save_are_refused(tmp_path: Path) -> None:
+    first, second = _saved(tmp_path, dim=4), tmp_path / "other"
+    save_combiner(build_combiner("combiner", dim=4), second)
+    shutil.copy(second / WEIGHTS_FILE, first / WEIGHTS_FILE)
+    _one_line_error(first, "written by a different save")
+
+
+def test_weights_that_do_not_fit_the_config_are_refused(tmp_path: Path) -> None:
+    folder = _saved(tmp_path, dim=4)
+    meta = json.loads((folder / CONFIG_FILE).read_text())
+    meta["config"]["hidden_dim"] = 7
+    (folder / CONFIG_FILE).write_text(json.dumps(meta))
+    _one_line_error(folder, "weights do not fit.*wrong shape: combiner_layer.bias")
+    meta["config"]["name"] = "no-such-combiner"
+    (folder / CONFIG_FILE).write_text(json.dumps(meta))
+    _one_line_error(folder, "cannot rebuild the combiner")
