@@ -36,7 +36,9 @@ TEXTS_FILE = "texts.npy"
 INDEX_FILE = "index.json"
 
 #: Manifest keys compared by :meth:`FeatureCache.open` when the caller states an expectation.
-CHECKED_KEYS: tuple[str, ...] = ("model", "pretrained", "weights_hash", "preprocess", "data_fingerprint", "dim")
+CHECKED_KEYS: tuple[str, ...] = (
+    "model", "pretrained", "weights_hash", "preprocess", "data_fingerprint", "dim", "precision",
+)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,138 @@
+"""What an extraction encodes: the distinct images, the triplets, and where each split's images sit.
+
+Planning reads only the data set's JSON files and folder listing (no pixels), applies the
+missing-image policy, and fixes the order of everything the cache will hold, so every process of a
+distributed run and every resumed run agree on which row is which. Images that turn out to be
+corrupt when decoded are removed afterwards by :func:`finalize`, which treats them as missing: they
+and the triplets that need them are left out and counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cirlab.data.captions import caption_variants
+from cirlab.data.fashioniq import FashionIQ
+from cirlab.data.layout import SPLITS, captions_file, split_file
+from cirlab.data.missing import MissingPolicy, MissingReport
+from cirlab.data.records import Triplet
+from cirlab.errors import DataError
+
+
+@dataclass
+class ExtractionPlan:
+    """Everything to encode, in cache order."""
+
+    image_ids: list[str]  # distinct ids, in order of first appearance
+    image_paths: list[Path]  # file of each id
+    split_ids: dict[str, list[str]]  # "<category>.<split>" → image ids of the split file, after the policy
+    triplets: list[Triplet]  # every kept triplet, by category, split, then file order
+    missing: MissingReport = field(default_factory=MissingReport)
+
+    def texts(self, start: int, stop: int) -> list[str]:
+        """The caption forms of triplets ``start:stop``, four per triplet, flattened in form order."""
+        return [text for triplet in self.triplets[start:stop] for text in caption_variants(triplet.captions)]
+
+    def order_digest(self) -> str:
+        """sha256 over the image and triplet order; equal digests mean chunk rows refer to the same items."""
+        digest = hashlib.sha256()
+        for image_id in self.image_ids:
+            digest.update(f"i {image_id}\n".encode())
+        for t in self.triplets:
+            digest.update(f"t {t.category} {t.split} {t.index}\n".encode())
+        return digest.hexdigest()
+
+
+def plan_extraction(dataset: FashionIQ, policy: MissingPolicy | str = MissingPolicy.ERROR) -> ExtractionPlan:
+    """Collect every image and triplet of every category and split present in ``dataset``.
+
+    A category/split counts as present when its split file or caption file exists; having only one
+    of the two is an error (half a split cannot be encoded faithfully).
+    """
+    policy = MissingPolicy.parse(policy)
+    report = MissingReport(policy=policy.value)
+    row_of: dict[str, int] = {}
+    image_ids: list[str] = []
+    split_ids: dict[str, list[str]] = {}
+    triplets: list[Triplet] = []
+
+    def add(image_id: str) -> None:
+        if image_id not in row_of:
+            row_of[image_id] = len(image_ids)
+            image_ids.append(image_id)
+
+    for category in dataset.categories:
+        for split in SPLITS:
+            sfile, cfile = split_file(dataset.root, category, split), captions_file(dataset.root, category, split)
+            if not sfile.exists() and not cfile.exists():
+                continue
+            for path in (sfile, cfile):
+                if not path.exists():
+                    raise DataError(path, f"file not found, but the other file of {category}/{split} exists")
+            data = dataset.split_data(category, split, policy, report)
+            split_ids[f"{category}.{split}"] = list(data.image_ids)
+            for image_id in data.image_ids:
+                add(image_id)
+            for triplet in data.triplets:
+                add(triplet.reference)
+                if triplet.target is not None:
+                    add(triplet.target)
+            triplets.extend(data.triplets)
+    if not split_ids:
+        raise DataError(dataset.root / "image_splits", "no split or caption files for the chosen categories")
+    paths = []
+    for image_id in image_ids:
+        path = dataset.image_path(image_id)
+        if path is None:  # split_data has applied the policy, so every kept id has a file
+            raise DataError(dataset.root / "images", f"image {image_id!r} vanished while planning")
+        paths.append(path)
+    return ExtractionPlan(image_ids=image_ids, image_paths=paths, split_ids=split_ids, triplets=triplets,
+                          missing=report)
+
+
+@dataclass
+class FinalLayout:
+    """The cache's rows once corrupt images are left out."""
+
+    image_rows: list[int]  # plan rows kept, in cache order
+    image_ids: list[str]
+    split_rows: dict[str, list[int]]
+    triplet_positions: list[int]  # plan triplet positions kept, in cache order
+    triplets: list[dict[str, Any]]  # write_cache's triplet records
+    corrupt: MissingReport  # what the corrupt images removed, per "<category>.<split>"
+
+
+def finalize(plan: ExtractionPlan, corrupt_ids: set[str]) -> FinalLayout:
+    """Lay out the cache from ``plan``, leaving out ``corrupt_ids`` and every triplet that needs one."""
+    report = MissingReport(policy=MissingPolicy.SKIP.value)
+    image_rows = [row for row, image_id in enumerate(plan.image_ids) if image_id not in corrupt_ids]
+    new_row = {plan.image_ids[row]: i for i, row in enumerate(image_rows)}
+    split_rows = {key: [new_row[i] for i in ids if i in new_row] for key, ids in plan.split_ids.items()}
+    positions: list[int] = []
+    records: list[dict[str, Any]] = []
+    per_key: dict[str, tuple[set[str], list[int]]] = {}
+    for key, ids in plan.split_ids.items():
+        per_key[key] = ({i for i in ids if i in corrupt_ids}, [])
+    for position, t in enumerate(plan.triplets):
+        key = f"{t.category}.{t.split}"
+        needed = [t.reference] + ([t.target] if t.target is not None else [])
+        bad = [i for i in needed if i in corrupt_ids]
+        if bad:
+            per_key.setdefault(key, (set(), []))
+            per_key[key][0].update(bad)
+            per_key[key][1].append(t.index)
+            continue
+        positions.append(position)
+        records.append({
+            "category": t.category, "split": t.split, "file_index": t.index,
+            "reference_row": new_row[t.reference],
+            "target_row": new_row[t.target] if t.target is not None else -1,
+            "captions": [t.captions[0], t.captions[1]],
+        })
+    for key, (ids, dropped) in per_key.items():
+        report.add(key, sorted(ids), dropped)
+    return FinalLayout(image_rows=image_rows, image_ids=[plan.image_ids[r] for r in image_rows],
+                       split_rows=split_rows, triplet_positions=positions, triplets=records, corrupt=report)
