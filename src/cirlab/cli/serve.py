@@ -1,0 +1,52 @@
+"""Serve the search API and web page for a gallery index.
+
+`cirlab serve --index INDEX --checkpoint RUN --data ROOT` loads the index, its feature cache, the
+run's best combiner and the encoder once, then serves with uvicorn: the page at `/`, the JSON API
+under `/api` (`/api/search`, `/api/gallery`, `/api/info`), images at `/images/{id}`, `/health`, and
+the OpenAPI documentation at `/docs`. It listens on 127.0.0.1 unless `--host` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``cirlab serve``."""
+    parser.add_argument("--index", type=Path, required=True, help="index folder (from `cirlab index`)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", type=Path, help="training run folder (its best/ is used) or combiner folder")
+    which.add_argument("--combiner", default=None, help="a parameter-free combiner instead of a checkpoint: sum")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="data set root whose images/ are served (default: the one the features came from)")
+    parser.add_argument("--features", type=Path, default=None,
+                        help="feature cache folder (default: the one the index was built from)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 ...")
+    parser.add_argument("--faiss-threads", type=int, default=1,
+                        help="OpenMP threads per faiss search (default 1: requests already run in parallel; "
+                             "0 = faiss's default, one per core)")
+    parser.add_argument("--max-k", type=int, default=200, help="most results per search (default 200)")
+    parser.add_argument("--max-text-chars", type=int, default=500, help="longest modification text (default 500)")
+    parser.add_argument("--max-upload-mb", type=float, default=8.0, help="largest uploaded image file (default 8 MB)")
+    parser.add_argument("--max-upload-megapixels", type=float, default=16.0,
+                        help="largest uploaded image, in millions of pixels (default 16)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``cirlab serve``."""
+    from cirlab.errors import ConfigError
+    from cirlab.serve.server import serve
+    from cirlab.serve.validation import ServeLimits
+
+    if args.max_k < 1 or args.max_text_chars < 1 or args.max_upload_mb <= 0 or args.max_upload_megapixels <= 0:
+        raise ConfigError("--max-k, --max-text-chars, --max-upload-mb and --max-upload-megapixels must be positive")
+    limits = ServeLimits(max_k=args.max_k, default_k=min(10, args.max_k), max_text_chars=args.max_text_chars,
+                         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+                         max_upload_pixels=int(args.max_upload_megapixels * 1_000_000))
+    serve(args.index, args.checkpoint, combiner_name=args.combiner, data_root=args.data, features=args.features,
+          host=args.host, port=args.port, device=args.device, limits=limits,
+          faiss_threads=args.faiss_threads or None)
+    return 0

@@ -1,0 +1,176 @@
+"""The HTTP service: a JSON API over a :class:`~cirlab.search.SearchEngine` and the search page.
+
+Routes (OpenAPI documentation at ``/docs``):
+
+* ``GET /health`` — liveness and gallery size;
+* ``GET /api/info`` — categories, limits and what the index holds (the page reads it once);
+* ``GET /api/gallery?offset=&limit=&category=`` — one page of gallery ids with image URLs;
+* ``GET /images/{image_id}`` — the image file of a known id;
+* ``POST /api/search`` — multipart form: ``reference_id`` or an uploaded ``reference_image``, plus
+  ``text``, optional ``category`` and ``k``; returns the ranked ids, scores and image URLs;
+* ``GET /`` — the search page (static HTML, JavaScript and CSS, no build step).
+
+Every client mistake is answered with a 4xx and ``{"detail": "<one line>", "field": "<name>"}``;
+the engine is shared by all requests (searches run in the server's thread pool).
+
+Annotations here are evaluated eagerly (no ``from __future__ import annotations``): FastAPI reads the
+route signatures, whose ``Query``/``Form`` bounds come from the limits in ``create_app``'s scope.
+"""
+
+import logging
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from cirlab import __version__
+from cirlab.search.errors import QueryError, UnknownItemError
+from cirlab.search.query import SearchEngine
+from cirlab.serve.body_limit import BodySizeLimit
+from cirlab.serve.images import ImageFiles
+from cirlab.serve.validation import (
+    RequestError,
+    ServeLimits,
+    check_category,
+    check_image_id,
+    check_k,
+    check_text,
+    decode_upload,
+)
+
+log = logging.getLogger("cirlab.serve")
+
+#: Content-Security-Policy of the page: its own scripts, styles and images (plus previews of uploads).
+PAGE_POLICY = "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'"
+
+
+def static_dir() -> Path:
+    """Folder of the page's HTML, JavaScript and CSS inside the installed package."""
+    return Path(str(resources.files("cirlab.serve").joinpath("static")))
+
+
+def create_app(engine: SearchEngine, data_root: str | Path | None = None, *,
+               limits: ServeLimits | None = None) -> FastAPI:
+    """The FastAPI application serving ``engine``; images come from the FashionIQ-layout ``data_root``.
+
+    ``data_root`` defaults to the data set recorded in the index's manifest; with neither, the API
+    works and ``/images`` answers 404.
+    """
+    limits = limits or ServeLimits()
+    if data_root is None:
+        data_root = engine.index.manifest.data_root
+    known_ids = set(engine.index.ids) | set(engine.features.image_ids)
+    images = ImageFiles(data_root, known_ids)
+    categories = engine.index.categories()
+    page = (static_dir() / "index.html").read_text(encoding="utf-8")
+
+    app = FastAPI(title="cirlab search", version=__version__,
+                  description="Composed image retrieval: a reference image plus a modification text → "
+                              "the gallery images that match.")
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_request_bytes)
+    app.mount("/static", StaticFiles(directory=static_dir()), name="static")
+    app.state.engine, app.state.limits, app.state.images = engine, limits, images
+
+    def image_url(image_id: str) -> str:
+        return f"/images/{quote(image_id, safe='')}"
+
+    # ------------------------------------------------------------ error handlers
+    @app.exception_handler(RequestError)
+    async def request_error(_: Request, exc: RequestError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message, "field": exc.field}, status_code=exc.status)
+
+    @app.exception_handler(QueryError)
+    async def query_error(_: Request, exc: QueryError) -> JSONResponse:
+        status = 404 if isinstance(exc, UnknownItemError) else 400
+        return JSONResponse({"detail": exc.problem, "field": exc.field}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', 'invalid')}"
+                    for e in exc.errors()]
+        first = exc.errors()[0].get("loc", ("", "request")) if exc.errors() else ("", "request")
+        return JSONResponse({"detail": "; ".join(problems), "field": str(first[-1])}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__})", "field": None}, status_code=500)
+
+    # ------------------------------------------------------------------ routes
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index_page() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_POLICY,
+                                           "X-Content-Type-Options": "nosniff"})
+
+    @app.get("/health", summary="Liveness and gallery size")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "gallery_size": len(engine.index), "version": __version__}
+
+    @app.get("/api/info", summary="Categories, limits and what the index holds")
+    def info() -> dict[str, Any]:
+        manifest = engine.index.manifest
+        return {"gallery_size": len(engine.index), "categories": categories, "split": manifest.split,
+                "index_kind": manifest.kind, "dim": manifest.dim, "model": manifest.features.get("model"),
+                "images_available": images.available, "limits": limits.to_dict()}
+
+    @app.get("/api/gallery", summary="One page of the gallery")
+    def gallery(offset: Annotated[int, Query(ge=0, description="first item of the page")] = 0,
+                limit: Annotated[int, Query(ge=1, le=limits.max_page_size, description="items per page")] = 24,
+                category: Annotated[str | None, Query(description="only this category")] = None) -> dict[str, Any]:
+        chosen = check_category(category, categories)
+        positions = engine.index.category_positions(chosen)
+        page_positions = positions[offset:offset + limit].tolist()
+        items = []
+        for position in page_positions:
+            image_id, item_categories = engine.index.ids[position], engine.index.categories_of(position)
+            items.append({"id": image_id, "category": chosen or item_categories[0], "categories": item_categories,
+                          "image_url": image_url(image_id)})
+        return {"total": len(positions), "offset": offset, "limit": limit, "category": chosen, "items": items}
+
+    @app.get("/images/{image_id}", summary="The image file of a gallery id", response_class=FileResponse)
+    def image(image_id: str) -> FileResponse:
+        check_image_id(image_id, "image_id")
+        path = images.path(image_id)
+        if path is None or not path.is_file():
+            raise RequestError(404, "image_id", f"no image file for id {image_id!r}")
+        return FileResponse(path, headers={"Cache-Control": "public, max-age=3600",
+                                           "X-Content-Type-Options": "nosniff"})
+
+    @app.post("/api/search", summary="Composed search: reference image + modification text")
+    def search(
+        text: Annotated[str | None, Form(description=f"the modification, at most {limits.max_text_chars} "
+                                                     f"characters")] = None,
+        reference_id: Annotated[str | None, Form(description="a gallery image id")] = None,
+        reference_image: Annotated[UploadFile | None, File(description=f"an uploaded image (JPEG, PNG, WebP, GIF, "
+                                                                       f"BMP; at most {limits.max_upload_bytes} "
+                                                                       f"bytes)")] = None,
+        category: Annotated[str | None, Form(description="search only this category")] = None,
+        k: Annotated[int | None, Form(description=f"number of results, 1 to {limits.max_k}")] = None,
+    ) -> dict[str, Any]:
+        query_text = check_text(text, limits)
+        top_k = check_k(k, limits)
+        chosen = check_category(category, categories)
+        if (reference_id is None) == (reference_image is None):
+            raise RequestError(400, "reference", "give exactly one of reference_id and reference_image")
+        if reference_id is not None:
+            reference: Any = check_image_id(reference_id, "reference_id")
+        else:
+            data = reference_image.file.read(limits.max_upload_bytes + 1)
+            reference = decode_upload(data, limits)
+        try:
+            hits = engine.search(reference, query_text, k=top_k, category=chosen)
+        except UnknownItemError as exc:
+            raise RequestError(404, "reference_id", exc.problem) from None
+        return {
+            "query": {"reference_id": reference_id, "uploaded": reference_image is not None, "text": query_text,
+                      "category": chosen, "k": top_k},
+            "results": [{"rank": rank, **hit.to_dict(), "image_url": image_url(hit.id)}
+                        for rank, hit in enumerate(hits, start=1)],
+        }
+
+    return app

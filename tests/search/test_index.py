@@ -1,0 +1,108 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from cirlab.errors import CacheMismatchError
+from cirlab.features.cache import FeatureCache
+from cirlab.search import GalleryIndex, QueryError
+from cirlab.search.index import IndexManifest, write_index
+
+
+@pytest.fixture
+def index_copy(tmp_path, flat_index):
+    target = tmp_path / "index"
+    shutil.copytree(flat_index, target)
+    return target
+
+
+def one_line_error(match, call):
+    with pytest.raises(CacheMismatchError, match=match) as err:
+        call()
+    assert "\n" not in str(err.value)
+    return str(err.value)
+
+
+def test_missing_or_incomplete_index_folders_are_refused(tmp_path, index_copy):
+    one_line_error("index folder not found", lambda: GalleryIndex.load(tmp_path / "nowhere"))
+    (index_copy / "index.faiss").unlink()
+    one_line_error("index.faiss: missing", lambda: GalleryIndex.load(index_copy))
+    (index_copy / "manifest.json").unlink()
+    one_line_error("no manifest.json; the index is incomplete", lambda: GalleryIndex.load(index_copy))
+
+
+def test_corrupt_index_file_is_refused(index_copy):
+    data = (index_copy / "index.faiss").read_bytes()
+    (index_copy / "index.faiss").write_bytes(data[: len(data) // 3])
+    one_line_error("unreadable faiss index", lambda: GalleryIndex.load(index_copy))
+    (index_copy / "index.faiss").write_bytes(b"not a faiss index")
+    one_line_error("unreadable faiss index", lambda: GalleryIndex.load(index_copy))
+
+
+def edit_manifest(folder, change):
+    path = folder / "manifest.json"
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def test_manifest_problems_are_refused(index_copy):
+    edit_manifest(index_copy, lambda m: m.update(format_version=99))
+    one_line_error("index format 99", lambda: GalleryIndex.load(index_copy))
+    edit_manifest(index_copy, lambda m: (m.update(format_version=1), m.pop("ids")))
+    one_line_error("malformed index manifest", lambda: GalleryIndex.load(index_copy))
+
+
+def test_manifest_that_disagrees_with_the_faiss_file_is_refused(index_copy):
+    edit_manifest(index_copy, lambda m: (m["ids"].pop(), m["id_categories"].pop()))
+    one_line_error("holds 22 vectors of dim 64, but the manifest lists 21 ids", lambda: GalleryIndex.load(index_copy))
+    edit_manifest(index_copy, lambda m: m["id_categories"].pop())
+    one_line_error("21 ids but 20 category lists", lambda: GalleryIndex.load(index_copy))
+
+
+def test_check_features_names_each_differing_key(flat_index, random_cache):
+    index = GalleryIndex.load(flat_index)
+    cache = FeatureCache.open(random_cache)
+    index.check_features(cache.manifest, cache.root)  # the cache it was built from
+    other = {**cache.manifest, "weights_hash": "f" * 64, "data_fingerprint": "other data"}
+    message = one_line_error("built from other features", lambda: index.check_features(other, "elsewhere"))
+    assert "weights_hash" in message and "data_fingerprint" in message and "model" not in message
+    one_line_error("dim: index has 64, cache has 32", lambda: index.check_features({**cache.manifest, "dim": 32}, "x"))
+
+
+def test_unknown_category_and_bad_k_are_query_errors(flat_index):
+    index = GalleryIndex.load(flat_index)
+    query = np.ones((1, 64), np.float32) / 8
+    with pytest.raises(QueryError, match="unknown category 'coat'; the gallery has dress, shirt, toptee"):
+        index.search(query, 3, category="coat")
+    with pytest.raises(QueryError, match="k: must be at least 1"):
+        index.search(query, 0)
+
+
+def test_category_positions(flat_index, gallery):
+    index = GalleryIndex.load(flat_index)
+    assert index.category_positions(None).tolist() == list(range(22))
+    assert [index.ids[p] for p in index.category_positions("toptee")] == gallery["shirt"][-2:] + gallery["toptee"][:6]
+    assert sorted(index.ids[p] for p in index.category_positions("toptee")) == sorted(gallery["toptee"])
+
+
+def test_failed_write_leaves_no_manifest_and_no_temporary_file(tmp_path, flat_index):
+    loaded = GalleryIndex.load(flat_index)
+    out = tmp_path / "index"
+    write_index(out, loaded.index, loaded.manifest)
+    assert GalleryIndex.load(out).ids == loaded.ids
+
+    class Unwritable:
+        """Not a faiss index: faiss.write_index raises part-way."""
+
+    with pytest.raises((TypeError, RuntimeError, AttributeError)):
+        write_index(out, Unwritable(), loaded.manifest)
+    assert sorted(p.name for p in out.iterdir()) == ["index.faiss"]  # old data, no manifest, no temp file
+    one_line_error("no manifest.json", lambda: GalleryIndex.load(out))
+
+
+def test_manifest_round_trips(flat_index):
+    manifest = GalleryIndex.load(flat_index).manifest
+    again = IndexManifest.from_dict(manifest.to_dict(), flat_index / "manifest.json")
+    assert again == manifest

@@ -1,0 +1,179 @@
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+
+from cirlab.combiners import build_combiner, save_combiner
+from cirlab.data import load_image
+from cirlab.errors import CacheMismatchError
+from cirlab.features.cache import FeatureCache
+from cirlab.search import GalleryIndex, QueryError, SearchEngine, UnknownItemError, build_index
+
+from .conftest import TRAIN_ID
+from .fixtures import cache_manifest, random_features, write_gallery_cache
+
+
+@pytest.fixture(scope="module")
+def engine(flat_index, random_cache, encoder):
+    index = GalleryIndex.load(flat_index)
+    return SearchEngine(index, FeatureCache.open(random_cache), build_combiner("sum", 64), encoder=encoder,
+                        device="cpu")
+
+
+def naive_ranking(cache_dir, index, query, category=None, exclude=None):
+    """Every gallery item scored by a Python loop, best first: [(id, score)]."""
+    cache = FeatureCache.open(cache_dir)
+    scored = []
+    for position, image_id in enumerate(index.ids):
+        if category is not None and category not in index.categories_of(position):
+            continue
+        if image_id == exclude:
+            continue
+        feature = np.asarray(cache.image_features[cache.row_of(image_id)], dtype=np.float64)
+        scored.append((image_id, float(feature @ query) / float(np.linalg.norm(feature))))
+    return sorted(scored, key=lambda item: -item[1])
+
+
+def sum_query(cache_dir, encoder, image_id, text):
+    cache = FeatureCache.open(cache_dir)
+    image = np.asarray(cache.image_features[cache.row_of(image_id)], dtype=np.float64)
+    text_features = encoder.encode_texts([text]).numpy()[0].astype(np.float64)
+    query = image + text_features
+    return query / np.linalg.norm(query)
+
+
+def assert_hits_match(hits, expected):
+    assert [h.id for h in hits] == [i for i, _ in expected]
+    np.testing.assert_allclose([h.score for h in hits], [s for _, s in expected], atol=1e-5)
+
+
+def test_search_by_id_equals_a_naive_sum_ranking(engine, random_cache, encoder, gallery):
+    reference, text = gallery["dress"][2], "is red and has long sleeves"
+    query = sum_query(random_cache, encoder, reference, text)
+    np.testing.assert_allclose(engine.query_embedding(reference, text), query, atol=1e-5)
+    hits = engine.search(reference, text, k=7)
+    assert_hits_match(hits, naive_ranking(random_cache, engine.index, query, exclude=reference)[:7])
+    assert reference not in [h.id for h in hits]
+
+
+def test_keeping_the_reference_ranks_it_like_any_other_image(engine, random_cache, encoder, gallery):
+    reference, text = gallery["shirt"][0], "is darker"
+    query = sum_query(random_cache, encoder, reference, text)
+    everything = naive_ranking(random_cache, engine.index, query)
+    hits = engine.search(reference, text, k=len(everything), exclude_reference=False)
+    assert_hits_match(hits, everything)
+    assert len(engine.search(reference, text, k=len(everything))) == len(everything) - 1
+
+
+def test_category_search_and_category_of_shared_images(engine, random_cache, encoder, gallery):
+    shared = gallery["shirt"][-1]
+    query = sum_query(random_cache, encoder, gallery["dress"][0], "has a floral print")
+    for category in ("shirt", "toptee"):
+        hits = engine.search(gallery["dress"][0], "has a floral print", k=8, category=category)
+        assert_hits_match(hits, naive_ranking(random_cache, engine.index, query, category=category))
+        assert {h.category for h in hits} == {category}
+        assert shared in [h.id for h in hits]
+        assert next(h for h in hits if h.id == shared).categories == ("shirt", "toptee")
+    unfiltered = engine.search(gallery["dress"][0], "has a floral print", k=30)
+    assert next(h for h in unfiltered if h.id == shared).category == "shirt"  # its first category
+    assert len(unfiltered) == 21  # k beyond the gallery: everything but the reference
+
+
+def test_reference_outside_the_gallery_excludes_nothing(engine, random_cache, encoder):
+    query = sum_query(random_cache, encoder, TRAIN_ID, "is longer")
+    hits = engine.search(TRAIN_ID, "is longer", k=22)
+    assert_hits_match(hits, naive_ranking(random_cache, engine.index, query))
+
+
+def test_bad_queries_raise_query_errors(engine, gallery):
+    with pytest.raises(UnknownItemError, match="image 'nope' is not in the gallery or the feature cache"):
+        engine.search("nope", "is red")
+    for text in ("", "   "):
+        with pytest.raises(QueryError, match="text: the modification text is empty"):
+            engine.search(gallery["dress"][0], text)
+    for k in (0, -3, 2.5, True):
+        with pytest.raises(QueryError, match="k: must be a positive integer"):
+            engine.search(gallery["dress"][0], "is red", k=k)
+    with pytest.raises(QueryError, match="unknown category 'coat'"):
+        engine.search(gallery["dress"][0], "is red", category="coat")
+
+
+def test_concurrent_searches_equal_sequential_ones(engine, gallery):
+    queries = [(image_id, text, category)
+               for image_id in gallery["dress"][:3] + gallery["shirt"][:2]
+               for text in ("is red", "has long sleeves and a collar")
+               for category in (None, "toptee")]
+    sequential = [engine.search(r, t, k=5, category=c) for r, t, c in queries]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        concurrent = list(pool.map(lambda q: engine.search(q[0], q[1], k=5, category=q[2]), queries * 2))
+    assert concurrent == sequential * 2
+
+
+def test_uploaded_image_lands_on_its_cached_features(image_gallery, encoder, gallery):
+    root, cache_dir, index_dir = image_gallery
+    engine = SearchEngine(GalleryIndex.load(index_dir), FeatureCache.open(cache_dir), build_combiner("sum", 64),
+                          encoder=encoder, device="cpu")
+    cache = FeatureCache.open(cache_dir)
+    for image_id in (gallery["dress"][0], gallery["toptee"][3]):  # one elongated (target-padded), one not
+        image = load_image(root / "images" / f"{image_id}.png")
+        cached = np.asarray(cache.image_features[cache.row_of(image_id)])
+        np.testing.assert_allclose(engine.reference_features(image), cached, rtol=1e-4, atol=1e-4)
+        by_file = engine.search(image, "is brighter", k=5)
+        by_id = engine.search(image_id, "is brighter", k=5, exclude_reference=False)
+        assert [h.id for h in by_file] == [h.id for h in by_id]
+        np.testing.assert_allclose([h.score for h in by_file], [h.score for h in by_id], atol=1e-4)
+
+
+def test_uploads_use_the_cache_preprocessing(image_gallery, encoder, gallery):
+    from cirlab.data import build_preprocess
+
+    root, cache_dir, index_dir = image_gallery
+    engine = SearchEngine(GalleryIndex.load(index_dir), FeatureCache.open(cache_dir), build_combiner("sum", 64),
+                          encoder=encoder, device="cpu")
+    image = load_image(root / "images" / f"{gallery['dress'][0]}.png")  # 40x80: target-pad changes it
+    padded = encoder.encode_images(build_preprocess("targetpad", encoder.preprocess, 1.25)(image)[None])[0]
+    plain = encoder.encode_images(encoder.preprocess(image)[None])[0]
+    got = torch.from_numpy(engine.reference_features(image))
+    assert torch.allclose(got, padded, atol=1e-5)
+    assert not torch.allclose(got, plain, atol=1e-3)
+
+
+def test_load_uses_a_run_folders_best_combiner(tmp_path, flat_index, random_cache, encoder, gallery):
+    torch.manual_seed(0)
+    combiner = build_combiner("combiner", 64, projection_dim=32, hidden_dim=48)
+    save_combiner(combiner, tmp_path / "run" / "best")
+    engine = SearchEngine.load(flat_index, tmp_path / "run", device="cpu")
+    engine._encoder = encoder  # the same weights the lazy load would give; saves a second model build
+    reference, text = gallery["toptee"][1], "is shorter"
+    cache = FeatureCache.open(random_cache)
+    image = torch.from_numpy(np.array(cache.image_features[cache.row_of(reference)]))[None]
+    with torch.no_grad():
+        query = combiner.eval()(image, encoder.encode_texts([text]))[0].double().numpy()
+    query /= np.linalg.norm(query)
+    hits = engine.search(reference, text, k=6)
+    assert_hits_match(hits, naive_ranking(random_cache, engine.index, query, exclude=reference)[:6])
+    assert SearchEngine.load(flat_index, tmp_path / "run" / "best", device="cpu").combiner.config() == combiner.config()
+
+
+def test_lazily_loaded_encoder_is_the_caches(flat_index, random_cache, encoder, gallery):
+    engine = SearchEngine.load(flat_index, combiner_name="sum", device="cpu")
+    assert engine._encoder is None
+    assert engine.encoder.weights_hash() == encoder.weights_hash()
+    np.testing.assert_allclose(engine.text_features("is red"), encoder.encode_texts(["is red"])[0].numpy(), atol=1e-6)
+
+
+def test_mismatched_combiner_features_or_encoder_are_refused(tmp_path, flat_index, random_cache, encoder, gallery):
+    index = GalleryIndex.load(flat_index)
+    cache = FeatureCache.open(random_cache)
+    with pytest.raises(CacheMismatchError, match="the combiner works on 32-d features, the index holds 64-d"):
+        SearchEngine(index, cache, build_combiner("sum", 32), encoder=encoder)
+    other = write_gallery_cache(tmp_path / "other", gallery, random_features(gallery),
+                                cache_manifest(encoder.weights_hash(), data_fingerprint="other data"))
+    with pytest.raises(CacheMismatchError, match="built from other features.*data_fingerprint"):
+        SearchEngine(index, FeatureCache.open(other), build_combiner("sum", 64), encoder=encoder)
+    stale = write_gallery_cache(tmp_path / "stale", gallery, random_features(gallery), cache_manifest("0" * 64))
+    stale_index = build_index(stale, tmp_path / "stale_index", show_progress=False).out
+    with pytest.raises(CacheMismatchError, match="weights .* are not the ones that made the indexed features"):
+        SearchEngine(GalleryIndex.load(stale_index), FeatureCache.open(stale), build_combiner("sum", 64),
+                     encoder=encoder)

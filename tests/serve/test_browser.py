@@ -1,0 +1,127 @@
+"""The search page in headless Chromium (Playwright's sync API) against a real server on a loopback port.
+
+Skipped when Debian's Chromium (/usr/bin/chromium) or the playwright package is missing; no Playwright
+browser is ever downloaded. Set ``CIRLAB_SCREENSHOT=path.png`` to also save the final screenshot there
+(how docs/images/search-page.png is made).
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cirlab.serve import BackgroundServer, create_app
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def server(engine, data_root):
+    with BackgroundServer(create_app(engine, data_root)) as running:
+        yield running
+
+
+@pytest.fixture
+def page(browser, server):
+    page = browser.new_page(viewport={"width": 1280, "height": 860})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{server.url}/")
+    page.wait_for_selector("body[data-ready='true']", timeout=15_000)
+    yield page
+    page.close()
+    assert errors == []  # no JavaScript exception on the page
+
+
+def result_ids(page):
+    return [node.get_attribute("data-id") for node in page.query_selector_all("[data-testid='result-item']")]
+
+
+def test_choose_a_reference_type_a_text_and_see_k_results(page, engine, tmp_path):
+    from playwright.sync_api import expect  # importable: the browser fixture skips otherwise
+
+    gallery_items = page.locator("[data-testid='gallery-item']")
+    assert gallery_items.count() == 22
+    assert page.locator("[data-testid='gallery-page']").inner_text() == "1–22 of 22"
+    assert "22 val images" in page.locator("[data-testid='gallery-summary']").inner_text()
+
+    page.select_option("[data-testid='gallery-category']", "toptee")
+    expect(gallery_items).to_have_count(8)
+    expect(page.locator("[data-testid='gallery-page']")).to_have_text("1–8 of 8")
+    page.select_option("[data-testid='gallery-category']", "")
+    expect(gallery_items).to_have_count(22)
+
+    page.click("[data-testid='gallery-item'][data-id='D003']")
+    assert page.locator("[data-testid='reference-label']").inner_text() == "D003 · dress"
+    assert "selected" in page.locator("[data-testid='gallery-item'][data-id='D003']").get_attribute("class")
+
+    page.fill("[data-testid='query-text']", "is brighter and has a pattern")
+    page.fill("[data-testid='query-k']", "6")
+    page.click("[data-testid='search-button']")
+    page.wait_for_selector("[data-testid='results'][data-state='done']", timeout=15_000)
+
+    expected = engine.search("D003", "is brighter and has a pattern", k=6)
+    assert result_ids(page) == [hit.id for hit in expected]
+    scores = page.locator("[data-testid='result-score']").all_inner_texts()
+    assert scores == [f"{hit.score:.3f}" for hit in expected]
+    assert page.locator("[data-testid='result-rank']").all_inner_texts() == [f"#{n}" for n in range(1, 7)]
+    loaded = page.locator("[data-testid='result-item'] img").evaluate_all(
+        "(images) => images.every((img) => img.complete && img.naturalWidth > 0)")
+    assert loaded  # every result thumbnail was served by /images/{id}
+
+    shot = tmp_path / "search-page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("CIRLAB_SCREENSHOT"):
+        shutil.copyfile(shot, os.environ["CIRLAB_SCREENSHOT"])
+
+
+def test_upload_a_reference_and_see_server_errors(page, engine, data_root):
+    page.set_input_files("[data-testid='reference-upload']", str(data_root / "images" / "S001.png"))
+    assert page.locator("[data-testid='reference-label']").inner_text() == "uploaded: S001.png"
+    page.fill("[data-testid='query-text']", "has a pattern")
+    page.select_option("[data-testid='search-category']", "shirt")
+    page.fill("[data-testid='query-k']", "3")
+    page.click("[data-testid='search-button']")
+    page.wait_for_selector("[data-testid='results'][data-state='done']", timeout=15_000)
+    expected = engine.search("S001", "has a pattern", k=3, category="shirt", exclude_reference=False)
+    assert result_ids(page) == [hit.id for hit in expected]
+
+    page.fill("[data-testid='query-k']", "0")  # the server refuses it; the page shows its message
+    page.click("[data-testid='search-button']")
+    page.wait_for_selector("[data-testid='results'][data-state='error']", timeout=15_000)
+    message = page.locator("[data-testid='error-message']").inner_text()
+    assert "k: must lie between 1 and 200, got 0 (HTTP 400)" in message
+
+    page.fill("[data-testid='query-k']", "2")  # and a good request works again
+    page.click("[data-testid='search-button']")
+    page.wait_for_selector("[data-testid='results'][data-state='done']", timeout=15_000)
+    assert len(result_ids(page)) == 2
+    assert page.locator("[data-testid='error-message']").is_hidden()
+
+
+def test_searching_without_a_reference_or_text_explains_what_is_missing(page):
+    page.fill("[data-testid='query-text']", "is red")
+    page.click("[data-testid='search-button']")
+    assert "Choose a reference image first" in page.locator("[data-testid='error-message']").inner_text()
+    page.click("[data-testid='gallery-item'][data-id='S000']")
+    page.fill("[data-testid='query-text']", "   ")
+    page.click("[data-testid='search-button']")
+    assert "Type how the reference should change" in page.locator("[data-testid='error-message']").inner_text()
+    assert page.locator("[data-testid='results']").get_attribute("data-state") == "idle"

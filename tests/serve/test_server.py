@@ -1,0 +1,72 @@
+"""The app behind a real uvicorn server on a loopback port: raw paths, concurrency, oversized bodies."""
+
+import http.client
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from cirlab.serve import BackgroundServer, ServeLimits, create_app
+
+
+@pytest.fixture(scope="module")
+def server(engine, data_root):
+    limits = ServeLimits(max_upload_bytes=20_000, form_overhead_bytes=2_000)
+    with BackgroundServer(create_app(engine, data_root, limits=limits)) as running:
+        yield running
+
+
+def raw_get(server, path):
+    """GET ``path`` exactly as written (no client-side normalisation of dot segments or escapes)."""
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    try:
+        connection.putrequest("GET", path, skip_accept_encoding=True)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.getheader("content-type"), response.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("path", [
+    "/images/..", "/images/../../etc/passwd", "/images/..%2F..%2Fetc%2Fpasswd", "/images/%2e%2e/%2e%2e/etc/passwd",
+    "/images/..%5c..%5cetc%5cpasswd", "/images//etc/passwd", "/images/%2Fetc%2Fpasswd", "/images/D000/../../x",
+])
+def test_raw_traversal_paths_never_reach_a_file(server, path):
+    status, content_type, body = raw_get(server, path)
+    assert 400 <= status < 500, (path, status)
+    assert content_type.startswith("application/json")
+    assert b"root:" not in body
+    assert raw_get(server, "/images/D000")[0] == 200
+
+
+def test_server_listens_on_loopback(server):
+    assert server.host == "127.0.0.1"
+    assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
+
+
+def test_concurrent_requests_equal_sequential_ones(server, engine, gallery):
+    queries = [(ref, text, category) for ref in gallery["dress"][:2] + gallery["toptee"][:1]
+               for text in ("is red", "has shorter sleeves") for category in ("", "shirt")]
+    expected = [[h.id for h in engine.search(r, t, k=6, category=c or None)] for r, t, c in queries]
+
+    def post(query):
+        ref, text, category = query
+        response = httpx.post(f"{server.url}/api/search", timeout=60,
+                              data={"reference_id": ref, "text": text, "category": category, "k": "6"})
+        response.raise_for_status()
+        return [r["id"] for r in response.json()["results"]]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(post, queries * 2))
+    assert got == expected * 2
+
+
+def test_oversized_upload_is_413_and_the_server_keeps_serving(server):
+    files = {"reference_image": ("big.png", b"\x89PNG" + b"\x00" * 50_000, "image/png")}
+    response = httpx.post(f"{server.url}/api/search", data={"text": "is red"}, files=files)
+    assert response.status_code == 413
+    assert json.loads(response.content)["field"] == "body"
+    response = httpx.post(f"{server.url}/api/search", data={"text": "is red", "reference_id": "D000"})
+    assert response.status_code == 200 and len(response.json()["results"]) == 10
