@@ -11,8 +11,9 @@ which is the target's position in a stable descending sort of the scores. Recall
 queries whose target has rank < K. A target that is not in the gallery (index < 0 or >= N) gets the rank
 :data:`OUTSIDE_GALLERY`, which is never below any K: such a query is a miss at every K.
 
-Cost: one matrix product per block of queries plus two elementwise comparisons and row sums over the
-block's scores (ties are resolved only for the rare rows that have one). No top-k sort and no Python loop
+Cost: one matrix product per block of queries plus two elementwise comparisons and row counts over the
+block's scores, done piece by piece while the piece is in cache (ties are resolved only for the rare rows
+that have one). No top-k sort and no Python loop
 per query. The target's own score is read from the same product (not recomputed), so that it compares
 exactly equal to itself and to exact duplicates computed alike. Hand-written rather than taken from
 faiss: faiss returns top-k lists, not the rank of a given item with a defined tie order.
@@ -34,9 +35,13 @@ OUTSIDE_GALLERY: int = torch.iinfo(torch.int64).max
 #: Most score entries held at once (queries per block x gallery size): 2**26 float32 scores = 256 MiB.
 DEFAULT_BLOCK_ELEMENTS: int = 2**26
 
+#: Scores compared per piece of a block on CPU (8 MiB of float32, well inside a server's L3 cache).
+CACHE_PIECE_ELEMENTS: int = 2**21
 
+
+@torch.no_grad()
 def target_ranks(queries: Tensor, gallery: Tensor, target_indices: Tensor, chunk_size: int = 1024,
-                 max_block_elements: int = DEFAULT_BLOCK_ELEMENTS) -> Tensor:
+                 max_block_elements: int = DEFAULT_BLOCK_ELEMENTS, check_finite: bool = True) -> Tensor:
     """0-based rank of each query's target among the gallery, by descending dot-product score.
 
     Args:
@@ -48,6 +53,8 @@ def target_ranks(queries: Tensor, gallery: Tensor, target_indices: Tensor, chunk
         max_block_elements: most scores held at once; with a very large gallery the block holds fewer
             than ``chunk_size`` queries so that memory stays bounded (the gallery is never split, so the
             target's score and its competitors' come from one product).
+        check_finite: refuse NaN or infinite inputs; a caller that already checked them (once for a
+            gallery scored many times) may skip the check.
 
     Returns:
         ``[Q]`` int64 ranks on ``queries``' device; :data:`OUTSIDE_GALLERY` where the target is not in the
@@ -57,7 +64,7 @@ def target_ranks(queries: Tensor, gallery: Tensor, target_indices: Tensor, chunk
         ValueError: on mismatched shapes, or non-finite queries or gallery (a NaN score would otherwise
             rank as a perfect hit).
     """
-    _check_inputs(queries, gallery, target_indices)
+    _check_inputs(queries, gallery, target_indices, check_finite)
     if chunk_size < 1 or max_block_elements < 1:
         raise ValueError(f"chunk_size and max_block_elements must be positive, got {chunk_size}, {max_block_elements}")
     num_queries, gallery_size = queries.shape[0], gallery.shape[0]
@@ -67,19 +74,34 @@ def target_ranks(queries: Tensor, gallery: Tensor, target_indices: Tensor, chunk
     ranks = torch.full((num_queries,), OUTSIDE_GALLERY, dtype=torch.long, device=device)
     if gallery_size == 0 or num_queries == 0:
         return ranks
-    rows_per_block = max(1, min(chunk_size, max_block_elements // gallery_size))
+    rows_per_block = min(num_queries, max(1, min(chunk_size, max_block_elements // gallery_size)))
+    # On CPU the comparisons run piece by piece so that the second one reads the scores from cache, not
+    # memory; an accelerator runs each comparison over the whole block in one kernel.
+    on_cpu = device.type == "cpu"
+    rows_per_piece = max(1, CACHE_PIECE_ELEMENTS // gallery_size) if on_cpu else rows_per_block
     columns = torch.arange(gallery_size, device=device)
+    count_dtype = torch.int32 if gallery_size < 2**31 else torch.int64  # int32 row sums are the faster ones
+    # One score buffer reused by every block: a fresh large tensor per block costs more (first-touch page
+    # faults on CPU) than the comparisons themselves.
+    score_buffer = torch.empty(rows_per_block, gallery_size, dtype=queries.dtype, device=device)
+    mask_buffer = torch.empty(min(rows_per_piece, rows_per_block), gallery_size, dtype=torch.bool, device=device)
     for start in range(0, num_queries, rows_per_block):
         stop = min(start + rows_per_block, num_queries)
+        scores = score_buffer[: stop - start]
         block_targets = targets[start:stop].clamp(0, gallery_size - 1)
-        scores = queries[start:stop] @ gallery.T
+        torch.matmul(queries[start:stop], gallery.T, out=scores)
         own = scores.gather(1, block_targets[:, None])
-        higher = (scores > own).sum(dim=1)
-        equal = (scores == own).sum(dim=1)  # counts the target itself
+        higher = torch.empty(stop - start, dtype=torch.long, device=device)
+        equal = torch.empty_like(higher)
+        for a in range(0, stop - start, rows_per_piece):
+            b = min(a + rows_per_piece, stop - start)
+            mask = mask_buffer[: b - a]
+            higher[a:b] = torch.gt(scores[a:b], own[a:b], out=mask).sum(dim=1, dtype=count_dtype)
+            equal[a:b] = torch.eq(scores[a:b], own[a:b], out=mask).sum(dim=1, dtype=count_dtype)  # counts itself
         tied_rows = torch.nonzero(equal > 1).squeeze(1)
         if tied_rows.numel():
             earlier = columns[None, :] < block_targets[tied_rows, None]
-            higher[tied_rows] += ((scores[tied_rows] == own[tied_rows]) & earlier).sum(dim=1)
+            higher[tied_rows] += torch.count_nonzero((scores[tied_rows] == own[tied_rows]) & earlier, dim=1)
         ranks[start:stop] = torch.where(inside[start:stop], higher, ranks[start:stop])
     return ranks
 
@@ -106,11 +128,11 @@ def _check_ks(ks: Iterable[int]) -> tuple[int, ...]:
     return ks
 
 
-def _check_inputs(queries: Tensor, gallery: Tensor, target_indices: Tensor) -> None:
+def _check_inputs(queries: Tensor, gallery: Tensor, target_indices: Tensor, check_finite: bool) -> None:
     if queries.ndim != 2 or gallery.ndim != 2 or queries.shape[1] != gallery.shape[1]:
         raise ValueError(f"queries [Q, d] and gallery [N, d] must share d; got {tuple(queries.shape)} "
                          f"and {tuple(gallery.shape)}")
     if target_indices.shape != (queries.shape[0],):
         raise ValueError(f"target_indices must have shape ({queries.shape[0]},), got {tuple(target_indices.shape)}")
-    if not bool(torch.isfinite(queries).all()) or not bool(torch.isfinite(gallery).all()):
+    if check_finite and not (bool(torch.isfinite(queries).all()) and bool(torch.isfinite(gallery).all())):
         raise ValueError("queries and gallery must be finite (a NaN score would rank as a hit)")

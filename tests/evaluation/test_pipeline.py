@@ -1,0 +1,103 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cirlab import cli
+from cirlab.combiners import build_combiner, save_combiner
+from cirlab.errors import CacheMismatchError, ConfigError
+from cirlab.evaluation import evaluate, evaluate_fashioniq, resolve_checkpoint
+from cirlab.features.cache import MANIFEST_FILE
+
+from .caches import random_cache, sum_combine
+
+
+def test_evaluate_sum_by_name_matches_the_library_call_and_writes_json(tmp_path):
+    cache = random_cache(tmp_path / "cache")
+    out = tmp_path / "out" / "results.json"
+    result = evaluate(tmp_path / "cache", combiner="sum", out=out, device="cpu")
+    expected = evaluate_fashioniq(cache, sum_combine)
+    assert result.mean == pytest.approx(expected.mean)
+    data = json.loads(out.read_text())
+    assert data["metrics"]["mean"] == pytest.approx({f"R@{k}": v for k, v in expected.mean.items()})
+    assert data["metrics"]["average_R@10_R@50"] == pytest.approx(expected.headline)
+    assert data["categories"]["shirt"]["queries"] == 7 and data["categories"]["shirt"]["gallery"] == 9
+    assert data["model"] == "test-model" and data["features"]["data_fingerprint"] == "fp"
+    assert data["combiner"] == "sum" and data["checkpoint"] is None
+    assert data["excluded_queries"]["dress"] == {"missing_image": 0, "target_withheld": 0}
+    assert not list(out.parent.glob(".*.tmp"))
+
+
+def test_evaluate_a_run_folder_uses_its_best_checkpoint(tmp_path):
+    cache = random_cache(tmp_path / "cache")
+    torch.manual_seed(0)
+    trained = build_combiner("combiner", 8)
+    save_combiner(trained, tmp_path / "run" / "best", extra={"epoch": 3})
+    assert resolve_checkpoint(tmp_path / "run") == tmp_path / "run" / "best"
+    result = evaluate(tmp_path / "cache", checkpoint=tmp_path / "run", device="cpu")
+    expected = evaluate_fashioniq(cache, trained.eval())
+    assert {c: r.ranks.tolist() for c, r in result.per_category.items()} == \
+        {c: r.ranks.tolist() for c, r in expected.per_category.items()}
+    assert result.metadata["checkpoint"]["path"] == str(tmp_path / "run" / "best")
+    assert result.metadata["checkpoint"]["extra"] == {"epoch": 3} and result.metadata["combiner"] == "combiner"
+
+
+def test_checkpoint_errors(tmp_path):
+    random_cache(tmp_path / "cache")
+    with pytest.raises(ConfigError, match="checkpoint folder not found"):
+        evaluate(tmp_path / "cache", checkpoint=tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="not a combiner checkpoint"):
+        evaluate(tmp_path / "cache", checkpoint=tmp_path / "empty")
+    save_combiner(build_combiner("combiner", 16), tmp_path / "wide")
+    with pytest.raises(CacheMismatchError, match="16-dimensional features.*holds 8-dimensional"):
+        evaluate(tmp_path / "cache", checkpoint=tmp_path / "wide")
+    with pytest.raises(ConfigError, match="trainable parameters"):
+        evaluate(tmp_path / "cache", combiner="combiner")
+
+
+def test_cli_prints_the_table_and_writes_json(tmp_path, capsys):
+    random_cache(tmp_path / "cache")
+    out = tmp_path / "results.json"
+    code = cli.main(["eval", "--features", str(tmp_path / "cache"), "--combiner", "sum",
+                     "--categories", "dress,toptee", "--out", str(out), "--device", "cpu"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    lines = printed.splitlines()
+    assert lines[0].startswith("FashionIQ val | model: test-model | combiner: sum")
+    assert any(line.split()[:3] == ["dress", "10", "12"] for line in lines)
+    assert any(line.split()[:3] == ["toptee", "11", "15"] for line in lines)
+    assert not any(line.startswith("shirt") for line in lines)
+    assert "average of R@10 and R@50" in printed and "queries left out (not counted): none" in printed
+    data = json.loads(out.read_text())
+    assert list(data["metrics"]["per_category"]) == ["dress", "toptee"] and data["num_queries"] == 21
+    headline = f"{data['metrics']['average_R@10_R@50']:.2f}"
+    assert f"average of R@10 and R@50: {headline}" in printed
+
+
+def test_cli_refuses_an_incomplete_cache_in_one_line(tmp_path, capsys):
+    random_cache(tmp_path / "cache")
+    (tmp_path / "cache" / MANIFEST_FILE).unlink()
+    assert cli.main(["eval", "--features", str(tmp_path / "cache"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "incomplete" in err and str(tmp_path / "cache") in err
+
+
+def test_cli_refuses_a_stale_cache_in_one_line(tmp_path, capsys):
+    cache = random_cache(tmp_path / "cache")
+    np.save(tmp_path / "cache" / "images.npy", np.zeros((len(cache.image_ids) - 1, 8), dtype=np.float32))
+    assert cli.main(["eval", "--features", str(tmp_path / "cache"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "inconsistent cache" in err
+
+
+def test_a_cache_of_other_features_than_expected_is_refused(tmp_path):
+    random_cache(tmp_path / "cache")
+    with pytest.raises(CacheMismatchError, match="stale or mismatched cache.*model: cache has 'test-model'"):
+        evaluate(tmp_path / "cache", expect={"model": "another-model"})
+
+
+def test_cli_missing_cache_folder(tmp_path, capsys):
+    assert cli.main(["eval", "--features", str(tmp_path / "absent")]) == 2
+    assert "feature cache folder not found" in capsys.readouterr().err
