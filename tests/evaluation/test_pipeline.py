@@ -101,3 +101,21 @@ def test_a_cache_of_other_features_than_expected_is_refused(tmp_path):
 def test_cli_missing_cache_folder(tmp_path, capsys):
     assert cli.main(["eval", "--features", str(tmp_path / "absent")]) == 2
     assert "feature cache folder not found" in capsys.readouterr().err
+
+
+def test_checkpoint_trained_on_other_features_is_refused(tmp_path):
+    import pytest
+
+    from cirlab.combiners import build_combiner, save_combiner
+    from cirlab.errors import CacheMismatchError
+    from cirlab.evaluation.pipeline import evaluate
+
+    from .caches import random_cache
+
+    cache = random_cache(tmp_path / "cache")
+    root = cache.root
+    folder = tmp_path / "ckpt"
+    identity = {"weights_hash": "other-weights", "data_fingerprint": cache.manifest.get("data_fingerprint")}
+    save_combiner(build_combiner("combiner", cache.dim), folder, extra={"features": identity})
+    with pytest.raises(CacheMismatchError, match="weights_hash 'other-weights'"):
+        evaluate(root, checkpoint=folder, show_progress=False)

@@ -55,6 +55,11 @@ def load_combiner_for(cache: FeatureCache, checkpoint: str | Path | None, combin
     if int(config["dim"]) != cache.dim:
         raise CacheMismatchError(f"{folder}: combiner trained on {config['dim']}-dimensional features, but the "
                                  f"feature cache {cache.root} holds {cache.dim}-dimensional ones")
+    trained_on = meta.get("extra", {}).get("features") or {}
+    for key in ("weights_hash", "data_fingerprint"):
+        if trained_on.get(key) is not None and trained_on[key] != cache.manifest.get(key):
+            raise CacheMismatchError(f"{folder}: combiner trained on features with {key} {trained_on[key]!r}, but "
+                                     f"the feature cache {cache.root} has {cache.manifest.get(key)!r}")
     description = {"combiner": config["name"],
                    "checkpoint": {"path": str(folder), "config": config, "save_id": meta.get("save_id"),
                                   "extra": meta.get("extra", {})}}

@@ -422,7 +422,7 @@ class Trainer:
         from cirlab.combiners import save_combiner
 
         extra = {"epoch": record["epoch"], "step": record["step"], "val_headline": record.get("val/headline"),
-                 "run_dir": str(self.run_dir)}
+                 "run_dir": str(self.run_dir), "features": self._cache_identity()}
         write_checkpoint_folder(folder, lambda tmp: save_combiner(self.combiner, tmp, extra=extra), state)
 
     def _state(self, rng_states: list[dict[str, Any]]) -> dict[str, Any]:
