@@ -5,7 +5,7 @@ else in the frozen-encoder pipeline. Examples:
 
   cirlab extract --data DATA --model RN50x4 --pretrained openai --out features/rn50x4
   cirlab extract --data DATA --model cirlab-vit-tiny --out features/tiny
-  cirlab extract --data DATA --checkpoint runs/finetune/encoder --out features/finetuned
+  cirlab extract --data DATA --checkpoint runs/finetune --out features/finetuned
 
 Without --pretrained, open_clip architectures use the `openai` weights and cirlab's small models
 (cirlab-vit-tiny, cirlab-rn-tiny, cirlab-vit-small) a seeded random initialisation; `--pretrained

@@ -1,8 +1,10 @@
 """AdamW with the CLIP parameter grouping, and a cosine learning-rate schedule with linear warmup.
 
 Following open_clip's trainer, gains, biases and the logit scale (every parameter with fewer than two
-dimensions) get no weight decay. The schedule is a :class:`~torch.optim.lr_scheduler.LambdaLR`, so its
-state is saved and restored with the trainer state like any torch scheduler.
+dimensions) get no weight decay. The schedule has the formula of ``open_clip_train.scheduler.cosine_lr``
+but is written as a :class:`~torch.optim.lr_scheduler.LambdaLR`: open_clip's version is a closure that
+sets the rate by hand and has no state to checkpoint, while a torch scheduler is saved and restored with
+the optimiser like any other.
 """
 
 from __future__ import annotations

@@ -1,0 +1,32 @@
+"""Training the encoders themselves: CLIP-style pretraining on tags, and CLIP4Cir fine-tuning on triplets.
+
+``pretrain(data_root, out, model=...)`` teaches an open_clip model a data set's attribute words from
+image–description pairs; ``finetune(data_root, out, checkpoint=... | model=...)`` adapts CLIP encoders
+to composed retrieval. Both write an encoder checkpoint that :mod:`cirlab.encoders` loads, log to CSV
+and TensorBoard, resume exactly after an interruption, and run under ``torchrun``.
+
+Names are imported on first use, so ``import cirlab.encoder_training`` does not load torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "pretrain": "cirlab.encoder_training.pretrain",
+    "PretrainResult": "cirlab.encoder_training.pretrain",
+    "finetune": "cirlab.encoder_training.finetune",
+    "FinetuneResult": "cirlab.encoder_training.finetune",
+    "TrainingOptions": "cirlab.encoder_training.options",
+    "EpochRecord": "cirlab.encoder_training.loop",
+    "describe": "cirlab.encoder_training.descriptions",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

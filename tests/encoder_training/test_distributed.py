@@ -1,0 +1,78 @@
+"""Both commands under torchrun with two CPU processes (gloo).
+
+With ``local_loss`` and gathered features, two processes with batch 4 each see exactly the samples
+one process with batch 8 sees (DistributedSampler interleaves one permutation), and averaging the
+gradients over processes gives the full-batch gradient, so both runs must end with the same weights.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cirlab.encoder_training.finetune import finetune
+from cirlab.encoder_training.pretrain import pretrain
+from cirlab.encoder_training.runlog import read_rows
+
+pytestmark = [pytest.mark.distributed, pytest.mark.slow]
+
+COMMON = ["--epochs", "1", "--workers", "0", "--device", "cpu", "--no-tensorboard", "--seed", "3"]
+
+
+def _torchrun(args: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CIRLAB_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "CUDA_VISIBLE_DEVICES": ""}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "cirlab", *args]
+    # A session of its own, so that a hung launch is killed with its worker processes.
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    first, second = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    assert first.keys() == second.keys()
+    for name in first:
+        torch.testing.assert_close(first[name], second[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_two_process_pretraining_equals_one_process_with_the_whole_batch(tagged_data: Path, tmp_path: Path) -> None:
+    done = _torchrun(["pretrain", "--data", str(tagged_data), "--out", str(tmp_path / "ddp"),
+                      "--batch-size", "4", "--lr", "1e-3", *COMMON])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("pretrained cirlab-vit-tiny") == 1  # only rank 0 reports
+    steps = read_rows(tmp_path / "ddp" / "steps.csv")
+    assert [int(r["step"]) for r in steps] == [1, 2, 3, 4]  # 32 pairs / (2 processes x 4)
+    single = pretrain(tagged_data, tmp_path / "one", epochs=1, batch_size=8, lr=1e-3, num_workers=0,
+                      device="cpu", tensorboard=False, seed=3)
+    assert [float(r["loss"]) for r in steps] == pytest.approx(
+        [float(r["loss"]) for r in read_rows(tmp_path / "one" / "steps.csv")], rel=1e-4)
+    _assert_same_weights(tmp_path / "ddp", tmp_path / "one")
+    assert single.metrics == pytest.approx(
+        {k: float(v) for k, v in read_rows(tmp_path / "ddp" / "epochs.csv")[0].items() if k in single.metrics})
+
+
+def test_two_process_finetuning_equals_one_process_with_the_whole_batch(tagged_data: Path,
+                                                                       pretrained_checkpoint: Path,
+                                                                       tmp_path: Path) -> None:
+    done = _torchrun(["finetune", "--data", str(tagged_data), "--checkpoint", str(pretrained_checkpoint),
+                      "--out", str(tmp_path / "ddp"), "--batch-size", "4", "--lr", "1e-4", *COMMON])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("fine-tuned cirlab-vit-tiny") == 1
+    finetune(tagged_data, tmp_path / "one", checkpoint=pretrained_checkpoint, epochs=1, batch_size=8, lr=1e-4,
+             num_workers=0, device="cpu", tensorboard=False, seed=3)
+    _assert_same_weights(tmp_path / "ddp", tmp_path / "one")
