@@ -1,0 +1,37 @@
+"""Comparing negative-sampling strategies: one training run each on the same budget, then a report.
+
+``compare(config, ["random", "category", "semi-hard", "hard"], out)`` trains the runs into
+``OUT/runs/<strategy>/`` (resumable, finished runs reused) and writes ``OUT/report.md``,
+``OUT/comparison.json``, the Recall@10 and training curves, and query figures. See
+:mod:`cirlab.compare.runner` for the procedure and :mod:`cirlab.compare.analysis` for the arithmetic.
+
+Names are imported on first use, so ``import cirlab.compare`` does not load torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "compare": "cirlab.compare.runner",
+    "plan_runs": "cirlab.compare.runner",
+    "RunPlan": "cirlab.compare.runner",
+    "CONTRASTIVE_RUN": "cirlab.compare.runner",
+    "ComparisonResult": "cirlab.compare.result",
+    "Baseline": "cirlab.compare.result",
+    "RunSummary": "cirlab.compare.analysis",
+    "DEFAULT_THRESHOLD_FRACTION": "cirlab.compare.analysis",
+    "default_threshold": "cirlab.compare.analysis",
+    "first_epoch_reaching": "cirlab.compare.analysis",
+    "summarise": "cirlab.compare.analysis",
+    "verdict": "cirlab.compare.analysis",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,212 @@
+"""``run_demo``: the whole pipeline on the synthetic benchmark, stage by stage, each stage cached.
+
+Stages, each writing one sub-folder of ``OUT``:
+
+1. ``data/``: the synthetic FashionIQ-format benchmark (:func:`cirlab.synth.generate`);
+2. ``encoder/``: a small open_clip model pretrained CLIP-style on the benchmark's attribute tags
+   (:func:`cirlab.encoder_training.pretrain`), standing in for CLIP weights that cannot be downloaded;
+3. ``features/``: every image and caption form encoded once (:func:`cirlab.features.extract.extract_features`);
+4. ``compare/``: one combiner run per negative-sampling strategy and the report
+   (:func:`cirlab.compare.compare`).
+
+A finished stage is skipped on the next invocation with a line saying so; a stage whose options
+changed is redone from scratch together with every later stage; an interrupted stage resumes
+(:mod:`cirlab.demo.state`). Each stage shows its own progress bars.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cirlab.compare.result import ComparisonResult
+from cirlab.demo.options import DEFAULT_STRATEGIES, DemoOptions
+from cirlab.demo.state import COMPLETE, RUNNING, DemoState, stage_key
+from cirlab.errors import CacheMismatchError
+
+DATA_DIR, ENCODER_DIR, FEATURES_DIR, COMPARE_DIR = "data", "encoder", "features", "compare"
+
+Echo = Callable[[str], None]
+
+#: An encoder whose held-out description→image Recall@10 is below this multiple of chance has not learned
+#: the tags; the demo says so, since its features leave the combiners little to learn from.
+LEARNED_FACTOR = 2.0
+
+
+@dataclass
+class Stage:
+    """One cached step of the demo."""
+
+    name: str
+    title: str  # what it does, in words
+    folder: Path  # everything it writes
+    options: dict[str, Any]  # what decides its result (with the stages before it)
+    run: Callable[[], str]  # does the work, returns a one-line summary
+    reset_options: dict[str, Any] | None = None  # the options whose change makes the folder stale (default: all)
+
+
+@dataclass
+class DemoResult:
+    """What :func:`run_demo` did and where the report is."""
+
+    out: Path
+    comparison: ComparisonResult
+    ran: list[str] = field(default_factory=list)  # stages run by this invocation
+    skipped: list[str] = field(default_factory=list)  # stages found complete and skipped
+    seconds: float = 0.0
+
+    @property
+    def report(self) -> Path:
+        """The comparison report, ``OUT/compare/report.md``."""
+        return self.comparison.report
+
+
+def run_demo(options: DemoOptions | None = None, echo: Echo | None = print) -> DemoResult:
+    """Run (or finish, or skip through) every stage of the demo into ``options.out``."""
+    say = echo or (lambda line: None)
+    options = (options or DemoOptions()).validated()
+    started = time.perf_counter()
+    out = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    state = DemoState(out)
+    products: dict[str, Any] = {}
+    stages = build_stages(options, products, say)
+    ran: list[str] = []
+    skipped: list[str] = []
+    previous: str | None = None
+    upstream_ran = False
+    for number, stage in enumerate(stages, 1):
+        label = f"[{number}/{len(stages)}] {stage.title}"
+        key = stage_key(stage.options, previous)
+        reset_key = stage_key(stage.reset_options if stage.reset_options is not None else stage.options, previous)
+        record = state.get(stage.name)
+        if (record is not None and record.status == COMPLETE and record.key == key and stage.folder.exists()
+                and not upstream_ran):
+            say(f"{label}: done earlier, skipping ({record.summary})")
+            skipped.append(stage.name)
+            previous = key
+            continue
+        stale = record is not None and (record.reset_key != reset_key or (upstream_ran and record.status == COMPLETE))
+        if stale and stage.folder.exists():
+            say(f"{label}: {stage.folder} was made with other options; removing it and redoing the stage")
+            shutil.rmtree(stage.folder)
+        elif record is not None and record.status == RUNNING and record.key == key:
+            say(f"{label}: resuming the interrupted stage")
+        else:
+            say(f"{label}")
+        state.start(stage.name, key, reset_key, stage.options)
+        stage_started = time.perf_counter()
+        summary = stage.run()
+        seconds = time.perf_counter() - stage_started
+        state.complete(stage.name, summary, seconds)
+        say(f"{label}: {summary} ({seconds:.0f} s)")
+        ran.append(stage.name)
+        upstream_ran = True
+        previous = key
+    comparison = products.get("comparison") or load_comparison(out / COMPARE_DIR)
+    return DemoResult(out=out, comparison=comparison, ran=ran, skipped=skipped,
+                      seconds=time.perf_counter() - started)
+
+
+def build_stages(options: DemoOptions, products: dict[str, Any], say: Echo) -> list[Stage]:
+    """The four stages for ``options``; each one's ``run`` stores what later code needs in ``products``."""
+    from cirlab.synth import GENERATOR_VERSION, SynthConfig
+
+    out = options.out
+    data_dir, encoder_dir = out / DATA_DIR, out / ENCODER_DIR
+    features_dir, compare_dir = out / FEATURES_DIR, out / COMPARE_DIR
+    synth = SynthConfig.preset(options.preset).with_overrides(
+        seed=options.seed, images_per_category=options.images_per_category, size=options.image_size)
+    strategies = demo_strategies(options)
+
+    def data() -> str:
+        from cirlab.synth import generate
+
+        summary = generate(data_dir, synth)
+        return (f"{summary.total_images} images and {sum(summary.triplets.values())} triplets "
+                f"({synth.images_per_category} per category, {synth.size} px) in {data_dir}")
+
+    def encoder() -> str:
+        from cirlab.encoder_training.pretrain import pretrain
+
+        result = pretrain(data_dir, encoder_dir, model=options.model, epochs=options.pretrain_epochs,
+                          batch_size=options.pretrain_batch_size, lr=options.pretrain_lr, seed=options.seed,
+                          num_workers=options.workers, device=options.device, tensorboard=options.tensorboard,
+                          resume=True)
+        metrics, chance = result.metrics, result.chance
+        if "t2i_R@10" not in metrics:
+            return f"{options.model} pretrained for {result.epochs} epochs in {encoder_dir}"
+        if metrics["t2i_R@10"] < LEARNED_FACTOR * chance["t2i_R@10"]:
+            say("warning: the encoder is barely better than chance at matching images to their descriptions, so "
+                "the combiners get little to learn from, and the samplers may find every gallery image too close "
+                "to the target to be a negative; raise --pretrain-epochs or --size")
+        return (f"{options.model} pretrained for {result.epochs} epochs; held-out description→image R@10 "
+                f"{metrics['t2i_R@10']:.1f} (chance {chance['t2i_R@10']:.1f}) in {encoder_dir}")
+
+    def features() -> str:
+        from cirlab.encoders import EncoderSpec
+        from cirlab.features.extract import extract_features
+
+        spec = EncoderSpec(model=options.model, pretrained=None, checkpoint=encoder_dir, seed=options.seed)
+        cache = extract_features(data_dir, spec, features_dir, num_workers=options.workers, device=options.device,
+                                 echo=say)
+        manifest = cache.manifest
+        return (f"{manifest['num_images']} images and {manifest['num_triplets']} triplets x 4 caption forms "
+                f"({manifest['dim']}-d) in {features_dir}")
+
+    def comparison() -> str:
+        from cirlab.compare import compare
+
+        overrides = [("batch_size", options.batch_size), ("seed", options.seed), ("device", options.device),
+                     ("tensorboard", options.tensorboard), *options.train_overrides]
+        result = compare(options.config, strategies, compare_dir, epochs=options.epochs, features=features_dir,
+                         include_contrastive=options.include_contrastive, overrides=overrides,
+                         queries=options.queries, echo=say)
+        products["comparison"] = result
+        best = result.best_run()
+        return (f"{len(result.runs)} runs; best: {best.name} (headline {best.best_headline:.1f}, untrained sum "
+                f"{result.baseline.headline:.1f}); report in {result.report}")
+
+    train_options = {"config": options.config, "epochs": options.epochs, "batch_size": options.batch_size,
+                     "seed": options.seed, "overrides": [list(item) for item in options.train_overrides]}
+    return [
+        Stage("data", "generate the synthetic benchmark", data_dir,
+              {"generator_version": GENERATOR_VERSION, **synth.to_dict()}, data),
+        Stage("encoder", f"pretrain {options.model} on the tags", encoder_dir,
+              {"model": options.model, "epochs": options.pretrain_epochs, "batch_size": options.pretrain_batch_size,
+               "lr": options.pretrain_lr, "seed": options.seed}, encoder),
+        Stage("features", "extract image and caption features", features_dir, {"preprocess": "targetpad"}, features),
+        Stage("compare", f"compare {', '.join(strategies)}"
+              + (" and the in-batch contrastive reference" if options.include_contrastive else ""), compare_dir,
+              {**train_options, "strategies": list(strategies), "include_contrastive": options.include_contrastive,
+               "queries": options.queries}, comparison,
+              reset_options=train_options),
+    ]
+
+
+def demo_strategies(options: DemoOptions) -> list[str]:
+    """The strategies to compare: as given (checked), or the defaults that this installation registers."""
+    if tuple(options.strategies) != DEFAULT_STRATEGIES:
+        from cirlab.compare.runner import check_strategies
+
+        return check_strategies(options.strategies)
+    from cirlab.negatives import SAMPLERS
+
+    return [name for name in DEFAULT_STRATEGIES if name in SAMPLERS]
+
+
+def load_comparison(folder: Path) -> ComparisonResult:
+    """The comparison written in ``folder`` (``comparison.json``), for a demo whose last stage was skipped."""
+    from cirlab.compare.runner import COMPARISON_FILE
+
+    path = folder / COMPARISON_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CacheMismatchError(f"{path}: unreadable comparison ({exc}); delete {folder} to redo the stage") from None
+    return ComparisonResult.from_dict(data, folder)
