@@ -18,7 +18,7 @@ def tagged_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def pretrained_checkpoint(tagged_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A cirlab-vit-tiny encoder pretrained for two epochs on ``tagged_data`` (an encoder checkpoint folder)."""
-    from cirlab.encoder_training.pretrain import pretrain
+    from cirlab.encoder_training.pretraining import pretrain
 
     out = tmp_path_factory.mktemp("pretrained") / "run"
     pretrain(tagged_data, out, model="cirlab-vit-tiny", epochs=2, lr=1e-3, batch_size=8, num_workers=0,

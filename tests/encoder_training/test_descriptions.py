@@ -78,3 +78,11 @@ def test_training_description_is_a_function_of_the_generator() -> None:
 def test_unknown_template_is_refused() -> None:
     with pytest.raises(ValueError, match="template index 4"):
         describe(SYNTH_TAGS, "dress", template=4)
+
+
+def test_package_exports_the_functions_not_the_modules():
+    import inspect
+
+    from cirlab.encoder_training import finetune, pretrain
+
+    assert inspect.isfunction(pretrain) and inspect.isfunction(finetune)

@@ -17,8 +17,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from cirlab.encoder_training.finetune import finetune
-from cirlab.encoder_training.pretrain import pretrain
+from cirlab.encoder_training.finetuning import finetune
+from cirlab.encoder_training.pretraining import pretrain
 from cirlab.encoder_training.runlog import read_rows
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]

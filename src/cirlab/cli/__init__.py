@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from cirlab import __version__
 from cirlab.errors import CirlabError
+from cirlab.threads import passive_omp_wait
 
 #: (subcommand, module, one-line help), in the order a user meets them.
 COMMANDS: tuple[tuple[str, str, str], ...] = (
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cirlab`` console command."""
+    passive_omp_wait()  # before any command imports torch
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):

@@ -47,9 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``cirlab compare``."""
-    from cirlab.demo.threads import passive_omp_wait
-
-    passive_omp_wait()
     from cirlab.compare import compare
 
     result = compare(args.config, args.strategies.split(","), args.out, epochs=args.epochs, features=args.features,

@@ -47,9 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``cirlab demo``."""
-    from cirlab.demo.threads import passive_omp_wait
-
-    passive_omp_wait()
     from cirlab.demo import DemoOptions, run_demo
 
     base = DemoOptions.tiny() if args.tiny else DemoOptions()

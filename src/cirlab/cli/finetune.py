@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``cirlab finetune``."""
-    from cirlab.encoder_training.finetune import finetune
+    from cirlab.encoder_training.finetuning import finetune
 
     result = finetune(args.data, args.out, checkpoint=args.checkpoint, model=args.model,
                       pretrained=pretrained_tag(args.pretrained), towers=args.towers, categories=args.categories,

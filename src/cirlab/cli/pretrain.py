@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``cirlab pretrain``."""
-    from cirlab.encoder_training.pretrain import pretrain
+    from cirlab.encoder_training.pretraining import pretrain
 
     result = pretrain(args.data, args.out, model=args.model, pretrained=pretrained_tag(args.pretrained),
                       categories=args.categories, **training_overrides(args))

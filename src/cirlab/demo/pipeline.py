@@ -132,7 +132,7 @@ def build_stages(options: DemoOptions, products: dict[str, Any], say: Echo) -> l
                 f"({synth.images_per_category} per category, {synth.size} px) in {data_dir}")
 
     def encoder() -> str:
-        from cirlab.encoder_training.pretrain import pretrain
+        from cirlab.encoder_training.pretraining import pretrain
 
         result = pretrain(data_dir, encoder_dir, model=options.model, epochs=options.pretrain_epochs,
                           batch_size=options.pretrain_batch_size, lr=options.pretrain_lr, seed=options.seed,

@@ -14,10 +14,10 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "pretrain": "cirlab.encoder_training.pretrain",
-    "PretrainResult": "cirlab.encoder_training.pretrain",
-    "finetune": "cirlab.encoder_training.finetune",
-    "FinetuneResult": "cirlab.encoder_training.finetune",
+    "pretrain": "cirlab.encoder_training.pretraining",
+    "PretrainResult": "cirlab.encoder_training.pretraining",
+    "finetune": "cirlab.encoder_training.finetuning",
+    "FinetuneResult": "cirlab.encoder_training.finetuning",
     "TrainingOptions": "cirlab.encoder_training.options",
     "EpochRecord": "cirlab.encoder_training.loop",
     "describe": "cirlab.encoder_training.descriptions",

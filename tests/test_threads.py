@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from cirlab.demo.threads import passive_omp_wait
+from cirlab.threads import passive_omp_wait
 
 
 def test_sets_passive_unless_already_set(monkeypatch):
@@ -28,7 +28,7 @@ def test_reports_that_it_is_too_late_once_torch_is_loaded(monkeypatch):
 def test_acts_in_a_fresh_process_before_torch_loads():
     import subprocess
 
-    code = ("import sys; from cirlab.demo.threads import passive_omp_wait; import cirlab.demo, cirlab.compare; "
+    code = ("import sys; from cirlab.threads import passive_omp_wait; import cirlab.demo, cirlab.compare; "
             "print(passive_omp_wait(), 'torch' in sys.modules)")
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout

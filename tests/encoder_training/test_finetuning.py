@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from cirlab.data import FashionIQ, build_preprocess, eval_caption, load_image
-from cirlab.encoder_training.finetune import (
+from cirlab.encoder_training.finetuning import (
     ComposedRetrieval,
     CompositionNet,
     CompositionObjective,

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from cirlab.encoder_training.pretrain import ContrastiveObjective, pretrain
+from cirlab.encoder_training.pretraining import ContrastiveObjective, pretrain
 from cirlab.encoder_training.runlog import read_rows
 from cirlab.encoders import EncoderSpec, create_model, load_encoder
 from cirlab.errors import ConfigError, DataError

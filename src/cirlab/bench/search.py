@@ -1,0 +1,202 @@
+"""Search latency: faiss exact and IVF indexes built by ``cirlab index``, and the HTTP service on loopback.
+
+Galleries are clustered random 64-d features (the dimension of ``cirlab-vit-tiny``, whose text tower
+the HTTP path runs; 64-d also keeps a million-item gallery within memory and time), written as a feature
+cache and indexed with :func:`cirlab.search.build_index`: ``flat`` (exact inner product) and ``ivf``
+(about sqrt(N) / 2 lists, the default nprobe), whose recall@10 against exact search is the library's own
+measurement at build time. Queries are single vectors near gallery items, searched one at a time with
+one faiss thread, as ``cirlab serve`` runs. The baseline is a bare one-thread torch matrix-vector
+product and top-10 over the same normalised array.
+
+The service is timed on the 100k gallery: :class:`~cirlab.search.SearchEngine` (text encoder, ``sum``
+combiner, exact index) in-process, then the same queries as ``POST /api/search`` through a real uvicorn
+server on 127.0.0.1 (:class:`~cirlab.serve.BackgroundServer`), one client, one request at a time; faiss
+uses one thread and torch its default, as ``cirlab serve`` does. ``GET /health`` on the same server, timed
+in the same rounds, is the cost of the HTTP transport alone.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+
+from cirlab.bench.context import TINY_MODEL, BenchContext
+from cirlab.bench.fixtures import CAPTIONS, clustered_features, queries_near
+from cirlab.bench.mining import size_label
+from cirlab.bench.report import BenchResult, Figure
+from cirlab.bench.timing import Stat, latency_percentiles
+
+NAME = "search"
+TITLE = "faiss query latency (exact and IVF) and HTTP latency of the search service"
+
+DIM = 64
+TOP = 10
+
+
+@contextmanager
+def single_threaded(torch_too: bool = True) -> Iterator[None]:
+    """One faiss (OpenMP) thread inside the block, as ``cirlab serve`` searches, and one torch thread
+    when ``torch_too`` (for a baseline on equal terms)."""
+    import faiss
+
+    faiss_threads, torch_threads = faiss.omp_get_max_threads(), torch.get_num_threads()
+    faiss.omp_set_num_threads(1)
+    if torch_too:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(faiss_threads)
+        torch.set_num_threads(torch_threads)
+
+
+def interleaved_latencies(works: dict[str, Callable[[Any], object]], items: Sequence[Any], rounds: int,
+                          warmup: int) -> dict[str, list[list[float]]]:
+    """Per work, per round, the seconds of each single call; in each round every work runs its share of
+    ``items`` before the next work does, so a burst of load hits all of them."""
+    for item in items[:warmup]:
+        for work in works.values():
+            work(item)
+    chunks = np.array_split(np.arange(warmup, len(items)), rounds)
+    seconds: dict[str, list[list[float]]] = {name: [] for name in works}
+    for chunk in chunks:
+        for name, work in works.items():
+            times = []
+            for position in chunk.tolist():
+                start = time.perf_counter()
+                work(items[position])
+                times.append(time.perf_counter() - start)
+            seconds[name].append(times)
+    return seconds
+
+
+def write_gallery_cache(root: Any, features: np.ndarray, weights_hash: str, seed: int) -> Any:
+    """A feature cache whose ``dress`` val split is ``features``, described as made by the tiny encoder."""
+    from cirlab.features.cache import write_cache
+
+    manifest = {"model": TINY_MODEL, "pretrained": None, "checkpoint": None, "weights_hash": weights_hash,
+                "encoder": {"seed": seed}, "preprocess": {"kind": "targetpad", "target_ratio": 1.25},
+                "precision": "fp32", "data_fingerprint": f"cirlab-bench-{len(features)}x{features.shape[1]}-{seed}"}
+    return write_cache(root, image_ids=[f"G{n:07d}" for n in range(len(features))], image_features=features,
+                       split_rows={"dress.val": list(range(len(features)))}, triplets=[],
+                       text_features=np.zeros((0, 4, features.shape[1]), np.float32), manifest=manifest)
+
+
+def add_latency_figures(result: BenchResult, prefix: str, seconds: dict[str, list[list[float]]],
+                        descriptions: dict[str, str]) -> None:
+    """p50/p99 (absolute) of each work over all rounds."""
+    for name, description in descriptions.items():
+        p50, p99 = latency_percentiles([s for chunk in seconds[name] for s in chunk])
+        per_round = Stat.of(latency_percentiles(chunk)[0] for chunk in seconds[name])
+        result.add(Figure(f"{prefix}{name}_p50_ms", p50, "ms", "absolute", f"{description}, median",
+                          low=per_round.low, high=per_round.high))
+        result.add(Figure(f"{prefix}{name}_p99_ms", p99, "ms", "absolute", f"{description}, 99th percentile"))
+
+
+def p50_ratio(seconds: dict[str, list[list[float]]], numerator: str, denominator: str) -> Stat:
+    """Per-round ratio of the two works' median latencies."""
+    return Stat.of(np.median(a) / np.median(b) for a, b in zip(seconds[numerator], seconds[denominator]))
+
+
+def run(ctx: BenchContext) -> BenchResult:
+    """Index latency per gallery size, then the service's latency on the first gallery."""
+    sizes = ctx.pick((100_000, 1_000_000), (100_000,))
+    queries_per_size, rounds = ctx.pick(240, 60), 3
+    encoder = ctx.encoder(TINY_MODEL)
+    result = BenchResult(NAME, TITLE, settings={"galleries": [size_label(s) for s in sizes], "dim": DIM, "k": TOP,
+                                                "queries": queries_per_size, "rounds": rounds, "threads": 1})
+    for position, size in enumerate(sizes):
+        folder = ctx.workdir / f"search-{size_label(size)}"
+        index_dir, cache_dir = index_figures(ctx, result, size, folder, encoder.weights_hash(), queries_per_size,
+                                             rounds, ctx.generator(50 + position))
+        if position == 0:
+            http_figures(ctx, result, index_dir, cache_dir, encoder, queries_per_size // 4, rounds)
+        shutil.rmtree(folder, ignore_errors=True)
+    return result
+
+
+def index_figures(ctx: BenchContext, result: BenchResult, size: int, folder: Any, weights_hash: str, queries: int,
+                  rounds: int, inputs: torch.Generator) -> tuple[Any, Any]:
+    """Build both indexes of a ``size``-item gallery in ``folder`` and time them; returns the exact index's
+    folder and the cache's."""
+    from cirlab.search import GalleryIndex, build_index
+
+    label = size_label(size)
+    features = clustered_features(size, DIM, inputs, clusters=1000)
+    cache_dir = write_gallery_cache(folder / "cache", features.numpy(), weights_hash, ctx.seed)
+    with single_threaded(torch_too=False):  # on a loaded machine, faster than an OpenMP team that waits
+        flat = build_index(cache_dir, folder / "flat", show_progress=False)
+        ivf = build_index(cache_dir, folder / "ivf", kind="ivf", nlist=round(size**0.5 / 2), recall_queries=200,
+                          seed=ctx.seed, show_progress=False)
+    flat_index, ivf_index = GalleryIndex.load(flat.out), GalleryIndex.load(ivf.out)
+    rows = torch.randint(0, size, (queries,), generator=inputs)
+    vectors = queries_near(features[rows], inputs, noise=0.5).numpy()[:, None, :]  # one [1, d] query each
+    gallery = features.contiguous()
+    with single_threaded():
+        seconds = interleaved_latencies({
+            "flat": lambda q: flat_index.search(q, TOP),
+            "ivf": lambda q: ivf_index.search(q, TOP),
+            "bare": lambda q: torch.topk(gallery @ torch.from_numpy(q[0]), TOP),
+        }, vectors, rounds=rounds, warmup=10)
+    prefix = f"{label}."
+    result.add(Figure.from_stat(f"{prefix}flat_over_bare", p50_ratio(seconds, "flat", "bare"), "x", "ratio",
+                                "exact faiss search, median latency",
+                                baseline="one-thread torch matvec + top-10, median"))
+    result.add(Figure.from_stat(f"{prefix}ivf_speedup", p50_ratio(seconds, "flat", "ivf"), "x", "ratio",
+                                "exact search median latency over IVF median latency", baseline="IVF search"))
+    result.add(Figure(f"{prefix}ivf_recall_at_10", float(ivf.recall_at_10), "fraction", "exact",
+                      f"IVF (nlist {ivf.nlist}, nprobe {ivf.nprobe}) top 10 vs exact top 10"))
+    add_latency_figures(result, prefix, seconds, {"flat": "exact faiss search", "ivf": "IVF faiss search",
+                                                  "bare": "torch matvec + top-10"})
+    result.settings[f"{label}.ivf"] = f"nlist {ivf.nlist}, nprobe {ivf.nprobe}"
+    return flat.out, cache_dir
+
+
+def http_figures(ctx: BenchContext, result: BenchResult, index_dir: Any, cache_dir: Any, encoder: Any,
+                 requests: int, rounds: int) -> None:
+    """In-process and HTTP latency of composed queries against the exact index."""
+    try:
+        import httpx
+
+        from cirlab.serve import BackgroundServer, create_app
+    except ImportError as exc:  # the [serve] extra is not installed
+        result.notes.append(f"HTTP latency not measured: {exc}")
+        return
+    from cirlab.combiners import build_combiner
+    from cirlab.features.cache import FeatureCache
+    from cirlab.search import GalleryIndex, SearchEngine
+
+    engine = SearchEngine(GalleryIndex.load(index_dir), FeatureCache.open(cache_dir), build_combiner("sum", DIM),
+                          encoder=encoder, device=str(ctx.device))
+    engine.warm_up()
+    ids = engine.index.ids
+    rng = np.random.default_rng(ctx.seed)
+    plan = [(ids[int(rng.integers(len(ids)))], CAPTIONS[int(rng.integers(len(CAPTIONS)))]) for _ in range(requests)]
+    with single_threaded(torch_too=False), BackgroundServer(create_app(engine, None), host="127.0.0.1") as server, \
+            httpx.Client(base_url=server.url, timeout=60.0) as client:
+
+        def over_http(query: tuple[str, str]) -> None:
+            answer = client.post("/api/search", data={"reference_id": query[0], "text": query[1], "k": str(TOP)})
+            answer.raise_for_status()
+
+        seconds = interleaved_latencies({
+            "engine": lambda q: engine.search(q[0], q[1], k=TOP),
+            "http": over_http,
+            "health": lambda _: client.get("/health").raise_for_status(),
+        }, plan, rounds=rounds, warmup=5)
+    result.add(Figure.from_stat("http_over_engine", p50_ratio(seconds, "http", "engine"), "x", "ratio",
+                                "HTTP POST /api/search, median latency",
+                                baseline="the same query through SearchEngine.search in-process"))
+    result.add(Figure.from_stat("http_over_health", p50_ratio(seconds, "http", "health"), "x", "ratio",
+                                "HTTP POST /api/search, median latency",
+                                baseline="GET /health on the same server (the transport alone)"))
+    add_latency_figures(result, "", seconds, {"engine": "SearchEngine.search in-process (text encoder + sum + "
+                                                        "exact faiss)", "http": "POST /api/search on 127.0.0.1",
+                                              "health": "GET /health on 127.0.0.1"})
+    result.settings["http_requests"] = requests
