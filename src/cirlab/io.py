@@ -36,7 +36,7 @@ def atomic_path(destination: str | Path) -> Iterator[Path]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, destination)
-        _fsync_dir(destination.parent)
+        fsync_dir(destination.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -70,8 +70,8 @@ def _current_umask() -> int:
     return mask
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename durable on file systems that need the directory synced (best effort)."""
+def fsync_dir(folder: Path) -> None:
+    """Make renames in ``folder`` durable on file systems that need the directory synced (best effort)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:

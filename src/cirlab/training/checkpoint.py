@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from cirlab.errors import CacheMismatchError
-from cirlab.io import atomic_path
+from cirlab.io import atomic_path, fsync_dir
 
 STATE_FILE = "trainer_state.pt"
 STATE_FORMAT_VERSION = 1
@@ -53,7 +53,7 @@ def atomic_folder(destination: str | Path) -> Iterator[Path]:
     if destination.exists():
         os.replace(destination, old)
     os.replace(tmp, destination)
-    _sync_folder(destination.parent)
+    fsync_dir(destination.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -97,20 +97,6 @@ def _first_line(exc: BaseException) -> str:
     """The first line of an exception's message, or its type when the message is empty."""
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make the renames in ``folder`` durable where the file system needs the folder synced (best effort)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------- RNG states
