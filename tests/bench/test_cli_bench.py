@@ -66,3 +66,9 @@ def test_unknown_benchmark_is_a_one_line_error(tmp_path, capsys) -> None:
 def test_threads_must_be_positive(tmp_path, capsys) -> None:
     assert main(["bench", "--only", "pml", "--threads", "0", "--out", str(tmp_path / "x.json")]) == 2
     assert "--threads must be at least 1" in capsys.readouterr().err
+
+
+def test_out_naming_a_folder_is_refused_before_measuring(tmp_path, capsys) -> None:
+    assert main(["bench", "--only", "pml", "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "--out names a folder" in error and str(tmp_path) in error

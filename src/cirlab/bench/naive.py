@@ -94,9 +94,10 @@ def run(ctx: BenchContext) -> BenchResult:
         result.add(Figure.from_stat(f"{key}_speedup", round_ratio(naive, timings[name]), "x", "ratio",
                                     f"naive loop time over cirlab {name} (sample + gather), {batch}x{k} negatives",
                                     baseline=f"cirlab {name} sampler"))
-    per_negative = Stat.of(t / (batch * k) for t in naive.samples)
+    per_negative_samples = [t / (batch * k) for t in naive.samples]
+    per_negative = Stat.of(per_negative_samples)
     reference = Stat.of(p * REFERENCE_BATCH * REFERENCE_K / c
-                        for p, c in zip((t / (batch * k) for t in naive.samples), timings["random_reference"].samples))
+                        for p, c in zip(per_negative_samples, timings["random_reference"].samples))
     result.add(Figure.from_stat("reference_batch_speedup", reference, "x", "ratio",
                                 f"naive time for a {REFERENCE_BATCH}x{REFERENCE_K} batch (per-negative time x B k) "
                                 f"over cirlab random at that batch", baseline="cirlab random sampler"))

@@ -21,7 +21,8 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,6 +32,9 @@ from cirlab.bench.fixtures import CAPTIONS, clustered_features, queries_near
 from cirlab.bench.mining import size_label
 from cirlab.bench.report import BenchResult, Figure
 from cirlab.bench.timing import Stat, latency_percentiles
+
+if TYPE_CHECKING:
+    from cirlab.encoders import Encoder
 
 NAME = "search"
 TITLE = "faiss query latency (exact and IVF) and HTTP latency of the search service"
@@ -76,7 +80,7 @@ def interleaved_latencies(works: dict[str, Callable[[Any], object]], items: Sequ
     return seconds
 
 
-def write_gallery_cache(root: Any, features: np.ndarray, weights_hash: str, seed: int) -> Any:
+def write_gallery_cache(root: Path, features: np.ndarray, weights_hash: str, seed: int) -> Path:
     """A feature cache whose ``dress`` val split is ``features``, described as made by the tiny encoder."""
     from cirlab.features.cache import write_cache
 
@@ -121,8 +125,8 @@ def run(ctx: BenchContext) -> BenchResult:
     return result
 
 
-def index_figures(ctx: BenchContext, result: BenchResult, size: int, folder: Any, weights_hash: str, queries: int,
-                  rounds: int, inputs: torch.Generator) -> tuple[Any, Any]:
+def index_figures(ctx: BenchContext, result: BenchResult, size: int, folder: Path, weights_hash: str, queries: int,
+                  rounds: int, inputs: torch.Generator) -> tuple[Path, Path]:
     """Build both indexes of a ``size``-item gallery in ``folder`` and time them; returns the exact index's
     folder and the cache's."""
     from cirlab.search import GalleryIndex, build_index
@@ -158,7 +162,7 @@ def index_figures(ctx: BenchContext, result: BenchResult, size: int, folder: Any
     return flat.out, cache_dir
 
 
-def http_figures(ctx: BenchContext, result: BenchResult, index_dir: Any, cache_dir: Any, encoder: Any,
+def http_figures(ctx: BenchContext, result: BenchResult, index_dir: Path, cache_dir: Path, encoder: Encoder,
                  requests: int, rounds: int) -> None:
     """In-process and HTTP latency of composed queries against the exact index."""
     try:
