@@ -10,8 +10,7 @@ Names are imported on first use, so ``import cirlab.encoder_training`` does not 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from cirlab.lazy import lazy_exports
 
 _EXPORTS = {
     "pretrain": "cirlab.encoder_training.pretraining",
@@ -25,8 +24,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
