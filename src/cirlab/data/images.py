@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from cirlab.data.layout import IMAGE_EXTENSIONS
 from cirlab.errors import DataError
@@ -40,6 +42,49 @@ def scan_images(folder: Path) -> tuple[dict[str, Path], dict[str, list[Path]]]:
     return unique, ambiguous
 
 
+class ImageDecodeError(ValueError):
+    """An image that cannot be used, with the reason as ``kind``.
+
+    ``kind`` is ``too_large`` (over the pixel limit), ``bomb`` (over PIL's decompression-bomb limit),
+    ``unidentified`` (not an image in an accepted format) or ``corrupt`` (truncated or damaged);
+    ``reason`` is the decoder's own words for ``corrupt`` and ``unidentified``.
+    """
+
+    def __init__(self, kind: str, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.reason = reason
+
+
+def decode_image(source: Path | BinaryIO, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 formats: Sequence[str] | None = None) -> Image.Image:
+    """Decode ``source`` fully into RGB, or raise :class:`ImageDecodeError`.
+
+    The pixel count is checked from the header, before any pixel is decoded, and PIL's
+    decompression-bomb warning is an error, so neither a huge file nor a bomb is ever expanded.
+    Shared by the data set reader and the upload path of the search service.
+    """
+    try:
+        with Image.open(source, formats=list(formats) if formats else None) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageDecodeError("too_large",
+                                       f"image is {width}x{height} pixels, over the limit of {max_pixels} pixels")
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image.load()
+            return image.convert("RGB")
+    except ImageDecodeError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageDecodeError("bomb", "image pixel count exceeds the decompression-bomb limit") from None
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError("unidentified", f"cannot decode image ({exc})", reason=str(exc)) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageDecodeError("corrupt", f"cannot decode image ({reason})", reason=reason) from None
+
+
 def load_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode ``path`` fully into an RGB image, or raise a one-line :class:`DataError`."""
     try:
@@ -49,17 +94,6 @@ def load_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
     if size == 0:
         raise DataError(path, "image file is empty (0 bytes)")
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-            if width * height > max_pixels:
-                raise DataError(path, f"image is {width}x{height} pixels, over the limit of {max_pixels} pixels")
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                image.load()
-            return image.convert("RGB")
-    except DataError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise DataError(path, "image pixel count exceeds the decompression-bomb limit") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(path, f"cannot decode image ({exc})") from None
+        return decode_image(path, max_pixels=max_pixels)
+    except ImageDecodeError as exc:
+        raise DataError(path, str(exc)) from None

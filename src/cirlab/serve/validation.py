@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import io
 import re
-import warnings
 from dataclasses import asdict, dataclass
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+
+from cirlab.data.images import ImageDecodeError, decode_image
 
 #: What an image id may look like: FashionIQ's ASINs, synthetic ids, file stems without odd characters.
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -107,21 +108,12 @@ def decode_upload(data: bytes, limits: ServeLimits, field: str = "reference_imag
     if not data:
         raise RequestError(400, field, "the uploaded file is empty")
     try:
-        with Image.open(io.BytesIO(data), formats=list(UPLOAD_FORMATS)) as image:
-            width, height = image.size
-            if width * height > limits.max_upload_pixels:
-                raise RequestError(400, field, f"the image is {width}x{height} pixels, over the limit of "
-                                               f"{limits.max_upload_pixels} pixels")
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                image.load()
-            return image.convert("RGB")
-    except RequestError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise RequestError(400, field, "the image's pixel count exceeds the decompression-bomb limit") from None
-    except UnidentifiedImageError:
-        raise RequestError(400, field, f"not an image in an accepted format ({', '.join(UPLOAD_FORMATS)})") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise RequestError(400, field, f"cannot decode the image ({reason})") from None
+        return decode_image(io.BytesIO(data), max_pixels=limits.max_upload_pixels, formats=UPLOAD_FORMATS)
+    except ImageDecodeError as exc:
+        if exc.kind == "unidentified":
+            message = f"not an image in an accepted format ({', '.join(UPLOAD_FORMATS)})"
+        elif exc.kind == "corrupt":
+            message = f"cannot decode the image ({exc.reason})"
+        else:
+            message = f"the {exc}"
+        raise RequestError(400, field, message) from None
