@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cirlab.cli.engine_options import add_engine_arguments
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cirlab serve``."""
-    parser.add_argument("--index", type=Path, required=True, help="index folder (from `cirlab index`)")
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--checkpoint", type=Path, help="training run folder (its best/ is used) or combiner folder")
-    which.add_argument("--combiner", default=None, help="a parameter-free combiner instead of a checkpoint: sum")
+    add_engine_arguments(parser)
     parser.add_argument("--data", type=Path, default=None,
                         help="data set root whose images/ are served (default: the one the features came from)")
     parser.add_argument("--features", type=Path, default=None,
