@@ -1,8 +1,9 @@
 import pytest
 import torch
 
+from cirlab.distributed import init_distributed
 from cirlab.errors import ConfigError
-from cirlab.runtime import autocast, init_distributed, resolve_device, seed_everything
+from cirlab.runtime import autocast, resolve_device, seed_everything
 
 
 def test_device_resolution_on_cpu():

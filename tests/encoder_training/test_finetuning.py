@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from cirlab.data import FashionIQ, build_preprocess, eval_caption, load_image
+from cirlab.distributed import DistributedContext
 from cirlab.encoder_training.finetuning import (
     ComposedRetrieval,
     CompositionNet,
@@ -20,7 +21,6 @@ from cirlab.encoder_training.finetuning import (
 from cirlab.encoder_training.options import TrainingOptions
 from cirlab.encoders import EncoderSpec, create_model
 from cirlab.errors import ConfigError, WeightsUnavailableError
-from cirlab.runtime import DistributedContext
 
 FAST = {"batch_size": 8, "num_workers": 0, "tensorboard": False}
 

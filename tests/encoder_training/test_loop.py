@@ -10,13 +10,13 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from cirlab.distributed import DistributedContext
 from cirlab.encoder_training.checkpointing import latest_checkpoint, load_trainer_state
 from cirlab.encoder_training.loop import TrainingDivergedError, train_encoder
 from cirlab.encoder_training.optim import cosine_factor
 from cirlab.encoder_training.options import TrainingOptions
 from cirlab.encoder_training.runlog import read_rows
 from cirlab.errors import ConfigError
-from cirlab.runtime import DistributedContext
 
 
 class Points(Dataset):

@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from cirlab.distributed import DistributedContext
 from cirlab.encoder_training.pretraining import ContrastiveObjective, pretrain
 from cirlab.encoder_training.runlog import read_rows
 from cirlab.encoders import EncoderSpec, create_model, load_encoder
 from cirlab.errors import ConfigError, DataError
-from cirlab.runtime import DistributedContext
 
 FAST = {"batch_size": 8, "num_workers": 0, "tensorboard": False, "lr": 1e-3}
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cirlab.data import FashionIQ, MissingReport, build_preprocess, eval_caption, validation_inputs
+from cirlab.distributed import DistributedContext
 from cirlab.encoder_training.datasets import TripletSamples, split_triplets
 from cirlab.encoder_training.encoding import encode_image_files, encode_texts
 from cirlab.encoder_training.loop import EpochRecord, quiet_gather_deprecation, train_encoder
@@ -30,7 +31,6 @@ from cirlab.encoder_training.retrieval import composed_chance, composed_recall
 from cirlab.encoder_training.session import record_run, resume_point, training_session
 from cirlab.errors import ConfigError
 from cirlab.io import atomic_write_json
-from cirlab.runtime import DistributedContext
 
 RESULT_FILE = "result.json"
 LOGIT_SCALE = 100.0  # CLIP4Cir's fixed scale of the query–target similarities

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from cirlab.distributed import DistributedContext
 from cirlab.encoder_training.checkpointing import (
     TrainerState,
     capture_rng,
@@ -35,7 +36,7 @@ from cirlab.encoder_training.options import TrainingOptions
 from cirlab.encoder_training.runlog import RunLog
 from cirlab.errors import CirlabError, ConfigError
 from cirlab.progress import progress
-from cirlab.runtime import DistributedContext, autocast
+from cirlab.runtime import autocast
 
 
 class TrainingDivergedError(CirlabError):

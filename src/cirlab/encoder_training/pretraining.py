@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from cirlab.data import FashionIQ, MissingReport, build_preprocess
 from cirlab.data.layout import tags_file
+from cirlab.distributed import DistributedContext
 from cirlab.encoder_training.datasets import DescribedImage, DescriptionPairs, described_split
 from cirlab.encoder_training.encoding import encode_image_files, encode_texts
 from cirlab.encoder_training.loop import EpochRecord, quiet_gather_deprecation, train_encoder
@@ -34,7 +35,6 @@ from cirlab.encoder_training.retrieval import (
 )
 from cirlab.encoder_training.session import record_run, resume_point, training_session
 from cirlab.io import atomic_write_json
-from cirlab.runtime import DistributedContext
 
 DEFAULT_MODEL = "cirlab-vit-tiny"
 RESULT_FILE = "result.json"

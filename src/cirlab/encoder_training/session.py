@@ -9,9 +9,10 @@ from typing import Any
 
 import torch
 
+from cirlab.distributed import DistributedContext, distributed_session
 from cirlab.encoder_training.checkpointing import check_run_folder, latest_checkpoint, write_run_config
 from cirlab.encoder_training.options import TrainingOptions
-from cirlab.runtime import DistributedContext, autocast, distributed_session, resolve_device, seed_everything
+from cirlab.runtime import autocast, resolve_device, seed_everything
 
 
 @contextlib.contextmanager

@@ -37,6 +37,7 @@ from cirlab import __version__
 from cirlab.data.fashioniq import FashionIQ
 from cirlab.data.missing import MissingPolicy
 from cirlab.data.transforms import DEFAULT_TARGET_RATIO, PREPROCESS_KINDS, TargetPad
+from cirlab.distributed import DistributedContext, init_distributed, shutdown_distributed
 from cirlab.encoders import Encoder, EncoderSpec, load_encoder
 from cirlab.errors import CacheMismatchError, ConfigError, DataError
 from cirlab.features.cache import MANIFEST_FILE, FeatureCache, write_cache
@@ -45,7 +46,7 @@ from cirlab.features.image_loading import ImageBatch, ImageFiles, collate_images
 from cirlab.features.partial import PartialResults
 from cirlab.features.plan import ExtractionPlan, finalize, plan_extraction
 from cirlab.progress import progress
-from cirlab.runtime import DistributedContext, init_distributed, resolve_device, shutdown_distributed
+from cirlab.runtime import resolve_device
 
 #: Called after each chunk is written, with ``("images" | "texts", chunk index)``.
 ChunkHook = Callable[[str, int], None]

@@ -36,17 +36,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from cirlab.distributed import DistributedContext, init_distributed, shutdown_distributed
 from cirlab.errors import CacheMismatchError, CirlabError, ConfigError
 from cirlab.features.cache import FeatureCache
 from cirlab.progress import progress
-from cirlab.runtime import (
-    DistributedContext,
-    autocast,
-    init_distributed,
-    resolve_device,
-    seed_everything,
-    shutdown_distributed,
-)
+from cirlab.runtime import autocast, resolve_device, seed_everything
 from cirlab.training.checkpoint import BEST, LAST, capture_rng, has_state, read_state, recover_folder, restore_rng
 from cirlab.training.checkpoint import write_checkpoint as write_checkpoint_folder
 from cirlab.training.config import IN_BATCH, RESUMABLE_CHANGES, TrainConfig

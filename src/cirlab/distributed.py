@@ -1,0 +1,137 @@
+"""Everything about running as one of several ``torchrun`` processes, in one place.
+
+Joining and leaving the process group, where this process stands (:class:`DistributedContext`,
+:func:`is_main_process`), and the reductions every distributed command needs: the mean or sum of
+values over processes, every process's object, the main process's object. Each helper is a no-op
+in a single process, so every command runs the same with or without ``torchrun``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+def is_main_process() -> bool:
+    """Whether this process is rank 0 of its ``torchrun`` launch (always true without torchrun).
+
+    Read from the environment, so it answers before (or without) a process group, as the
+    command line needs when it decides which process prints.
+    """
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """Where this process stands in a (possibly single-process) run."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_distributed(self) -> bool:
+        """True when more than one process takes part."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """True on the process that logs, writes files and shows progress bars."""
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        """Wait for every process (no-op when not distributed)."""
+        if self.is_distributed:
+            dist.barrier()
+
+    def gather(self, obj: Any) -> list[Any]:
+        """``obj`` of every process, in rank order (every process must call this)."""
+        if not self.is_distributed:
+            return [obj]
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, obj)
+        return gathered
+
+    def broadcast(self, obj: Any) -> Any:
+        """The main process's ``obj`` on every process (every process must call this)."""
+        if not self.is_distributed:
+            return obj
+        shared = [obj]
+        dist.broadcast_object_list(shared, src=0)
+        return shared[0]
+
+    def mean(self, values: Mapping[str, float], device: torch.device | None = None) -> dict[str, float]:
+        """The mean of each named value over every process (one all-reduce for all of them)."""
+        if not self.is_distributed:
+            return dict(values)
+        keys = sorted(values)
+        tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64,
+                              device=communication_device(device))
+        dist.all_reduce(tensor)
+        return dict(zip(keys, (tensor / self.world_size).tolist()))
+
+    def mean_tensor(self, value: torch.Tensor) -> torch.Tensor:
+        """The mean of a tensor over every process (the tensor itself in a single process)."""
+        if not self.is_distributed:
+            return value
+        value = value.clone()
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        return value / self.world_size
+
+    def sum(self, values: Mapping[str, float], *, take_max: frozenset[str] = frozenset()) -> dict[str, float]:
+        """The sum of each named value over every process; keys in ``take_max`` (states, not counters) take
+        the largest value instead. A key missing on a process counts as 0 there."""
+        parts = self.gather(dict(values))
+        keys = sorted({key for part in parts for key in part})
+        return {key: (max if key in take_max else sum)(part.get(key, 0.0) for part in parts) for key in keys}
+
+
+def communication_device(device: torch.device | None) -> torch.device:
+    """Where tensors of a collective must live: the GPU under NCCL, the CPU under gloo."""
+    if device is not None and dist.is_initialized() and dist.get_backend() == "nccl":
+        return device
+    return torch.device("cpu")
+
+
+def init_distributed(device: torch.device | None = None) -> DistributedContext:
+    """Join the process group that ``torchrun`` describes in the environment, if any.
+
+    Uses NCCL on CUDA and gloo on CPU. Without ``WORLD_SIZE`` > 1 this returns a single-process
+    context and starts nothing, so every command works the same with or without torchrun.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistributedContext()
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        use_cuda = device is not None and device.type == "cuda"
+        if use_cuda:
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank)
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group if one was joined."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def distributed_session(device: torch.device | None = None) -> Iterator[DistributedContext]:
+    """``with distributed_session() as ctx:`` joins torchrun's group and leaves it afterwards, unless the
+    caller had already joined one (then the caller leaves it)."""
+    owns_group = not (dist.is_available() and dist.is_initialized())
+    ctx = init_distributed(device)
+    try:
+        yield ctx
+    finally:
+        if owns_group:
+            shutdown_distributed()
