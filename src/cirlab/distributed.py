@@ -135,3 +135,12 @@ def distributed_session(device: torch.device | None = None) -> Iterator[Distribu
     finally:
         if owns_group:
             shutdown_distributed()
+
+
+def wrap_ddp(module: torch.nn.Module, ctx: DistributedContext, device: torch.device) -> torch.nn.Module:
+    """``module`` inside DistributedDataParallel when several processes train it, else ``module`` itself
+    (also when it has nothing to train)."""
+    if not ctx.is_distributed or not any(p.requires_grad for p in module.parameters()):
+        return module
+    device_ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(module, device_ids=device_ids)

@@ -75,4 +75,4 @@ def test_pretrain_then_finetune_then_resume(tagged_data: Path, tmp_path: Path,
     # Resuming with a different schedule is refused, naming the option.
     assert main(["finetune", "--data", str(tagged_data), "--checkpoint", str(pre), "--out", str(ft),
                  "--epochs", "2", "--lr", "1e-4", "--towers", "text", "--resume", *FAST]) == 2
-    assert "epochs=1" in capsys.readouterr().err
+    assert "epochs: checkpoint 1, now 2" in capsys.readouterr().err

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from cirlab.encoder_training.finetuning import finetune
 from cirlab.encoder_training.pretraining import pretrain
-from cirlab.encoder_training.runlog import read_rows
+from cirlab.engine.runlog import read_csv as read_rows
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 
@@ -62,8 +62,9 @@ def test_two_process_pretraining_equals_one_process_with_the_whole_batch(tagged_
     assert [float(r["loss"]) for r in steps] == pytest.approx(
         [float(r["loss"]) for r in read_rows(tmp_path / "one" / "steps.csv")], rel=1e-4)
     _assert_same_weights(tmp_path / "ddp", tmp_path / "one")
-    assert single.metrics == pytest.approx(
-        {k: float(v) for k, v in read_rows(tmp_path / "ddp" / "epochs.csv")[0].items() if k in single.metrics})
+    assert single.metrics == pytest.approx({k.removeprefix("val/"): float(v) for k, v in
+                                            read_rows(tmp_path / "ddp" / "epochs.csv")[0].items()
+                                            if k.removeprefix("val/") in single.metrics})
 
 
 def test_two_process_finetuning_equals_one_process_with_the_whole_batch(tagged_data: Path,

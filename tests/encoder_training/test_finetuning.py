@@ -13,8 +13,8 @@ from cirlab.data import FashionIQ, build_preprocess, eval_caption, load_image
 from cirlab.distributed import DistributedContext
 from cirlab.encoder_training.finetuning import (
     ComposedRetrieval,
+    CompositionContrast,
     CompositionNet,
-    CompositionObjective,
     finetune,
     set_trainable,
 )
@@ -34,7 +34,7 @@ def test_loss_is_cross_entropy_of_summed_features_against_the_batch_targets() ->
     generator = torch.Generator().manual_seed(0)
     reference, target = torch.randn(3, 3, 64, 64, generator=generator), torch.randn(3, 3, 64, 64, generator=generator)
     captions = ["Is red and has stripes", "", "Is blue"]
-    objective = CompositionObjective(tokenizer, torch.device("cpu"), DistributedContext(), None)
+    objective = CompositionContrast(tokenizer, torch.device("cpu"), DistributedContext(), None)
     loss = objective.loss(CompositionNet(model), (reference, captions, target))
     with torch.no_grad():
         ref_f, tgt_f = model.encode_image(reference), model.encode_image(target)
@@ -111,7 +111,7 @@ def test_finetune_from_a_pretrain_checkpoint(tagged_data: Path, pretrained_check
     assert result.val_queries == {"dress": 8, "shirt": 8} and sum(result.outside_gallery.values()) == 0
     assert set(result.before) == set(result.after) and "R@mean" in result.after
     assert result.chance["dress_R@1"] == pytest.approx(100 / 8)
-    assert result.history[-1].loss < result.history[0].loss
+    assert result.history[-1]["train/loss"] < result.history[1]["train/loss"]
     assert result.after["R@1"] > result.chance["R@1"]
     loaded, _, _ = create_model(EncoderSpec(model="cirlab-vit-tiny", checkpoint=tmp_path / "ft"))
     assert loaded.logit_scale.item() == pytest.approx(

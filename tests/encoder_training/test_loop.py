@@ -1,4 +1,4 @@
-"""The shared epoch loop with a toy model and objective: schedule, logs, checkpoints and failure modes."""
+"""Encoder training on the engine with a toy model: sampling, parameter groups, final weights, failure modes."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from cirlab.distributed import DistributedContext
-from cirlab.encoder_training.checkpointing import latest_checkpoint, load_trainer_state
-from cirlab.encoder_training.loop import TrainingDivergedError, train_encoder
-from cirlab.encoder_training.optim import cosine_factor
+from cirlab.encoder_training.loop import EncoderObjective, train_encoder
 from cirlab.encoder_training.options import TrainingOptions
-from cirlab.encoder_training.runlog import read_rows
+from cirlab.engine import TrainingDivergedError, read_state
+from cirlab.engine.optim import lr_factor
+from cirlab.engine.runlog import read_csv
 from cirlab.errors import ConfigError
 
 
@@ -56,36 +56,38 @@ class Regression:
         return {"error": float((model.weight.detach() - 2).abs())}
 
 
-def _train(tmp_path: Path, objective: Regression, dataset: Points, **options: Any):
+def _train(tmp_path: Path, learner: Regression, dataset: Points, **options: Any):
     options = TrainingOptions(**{"epochs": 3, "batch_size": 4, "lr": 0.1, "weight_decay": 0.0, "num_workers": 0,
                                  "tensorboard": False, "warmup_steps": 2, "progress": False, **options})
     torch.manual_seed(0)
     model = nn.Linear(1, 1, bias=False)
-    return model, train_encoder(model=model, model_name="toy", objective=objective, dataset=dataset,
-                                options=options, out=tmp_path, ctx=DistributedContext(),
-                                device=torch.device("cpu"), evaluate_before=True, kind="toy")
+    objective = EncoderObjective(model=model, model_name="toy", learner=learner, dataset=dataset, options=options,
+                                 ctx=DistributedContext(), device=torch.device("cpu"), step_stats=("weight",))
+    return model, train_encoder(objective, out=tmp_path, identity={"kind": "toy"}, evaluate_before=True, kind="toy")
 
 
 def test_the_loop_trains_logs_and_checkpoints(tmp_path: Path) -> None:
-    objective, dataset = Regression(), Points(10)
-    model, run = _train(tmp_path, objective, dataset)
+    learner, dataset = Regression(), Points(10)
+    model, run = _train(tmp_path, learner, dataset)
     assert dataset.epochs == [0, 1, 2]
-    assert run.steps == 6 and [r.step for r in run.history] == [2, 4, 6]  # 10 samples, batch 4, drop_last
-    assert objective.evaluated == 4 and run.before is not None
-    assert run.history[-1].metrics["error"] < run.before["error"]
-    steps = read_rows(tmp_path / "steps.csv")
-    assert [float(r["lr"]) for r in steps] == pytest.approx([0.1 * cosine_factor(s, 2, 6) for s in range(6)])
+    assert run.steps == 6 and [r["step"] for r in run.history] == [0, 2, 4, 6]  # 10 samples, batch 4, drop_last
+    assert learner.evaluated == 4 and run.before is not None
+    assert run.after["error"] < run.before["error"]
+    steps = read_csv(tmp_path / "steps.csv")
+    assert [float(r["lr"]) for r in steps] == pytest.approx(
+        [0.1 * lr_factor(s, total_steps=6, warmup_steps=2) for s in range(6)])
     assert float(steps[-1]["weight"]) == pytest.approx(float(model.weight.detach()))
     assert all(float(r["grad_norm"]) >= 0 for r in steps)
-    state = load_trainer_state(latest_checkpoint(tmp_path))
-    assert (state.epoch, state.step, state.extra["before"]) == (3, 6, run.before)
+    state = read_state(tmp_path)
+    assert (state["epoch"], state["step"], state["history"][0]["val/error"]) == (3, 6, run.before["error"])
     assert (tmp_path / "model.safetensors").exists() and (tmp_path / "config.json").exists()
+    assert (tmp_path / "last" / "model.safetensors").exists()
 
 
 def test_a_nan_loss_stops_with_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(TrainingDivergedError) as info:
         _train(tmp_path, Regression(poison_at=3), Points(10))
-    assert "\n" not in str(info.value) and "step 3" in str(info.value) and "--lr" in str(info.value)
+    assert "\n" not in str(info.value) and "step 3" in str(info.value) and "learning rate" in str(info.value)
 
 
 def test_a_batch_larger_than_the_data_is_refused(tmp_path: Path) -> None:

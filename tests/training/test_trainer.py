@@ -10,13 +10,13 @@ import torch
 from safetensors.torch import load_file
 
 from cirlab.combiners import build_combiner, load_combiner
+from cirlab.engine import read_state
+from cirlab.engine.loop import Engine
+from cirlab.engine.runlog import read_csv
 from cirlab.errors import CacheMismatchError, ConfigError
 from cirlab.evaluation.fashioniq import evaluate_fashioniq
 from cirlab.features.cache import FeatureCache
 from cirlab.training import load_config, train
-from cirlab.training import trainer as trainer_module
-from cirlab.training.checkpoint import read_state
-from cirlab.training.logging import STEP_COLUMNS, read_csv
 from tests.training.fixtures import make_learnable_cache
 
 
@@ -96,18 +96,18 @@ def test_run_killed_mid_epoch_resumes_exactly(cache_dir, tmp_path, monkeypatch):
                "combiner_options": {"projection_dim": 32, "hidden_dim": 64, "dropout": 0.2}}
     train(quick_config(cache_dir, tmp_path / "full", **options))
 
-    original = trainer_module.Trainer._train_step
+    original = Engine._train_step
 
     def killed_at_step_14(self, batch):
         if self.step == 14:  # in epoch 2 (10 steps per epoch), after epoch 1's checkpoint
             raise KeyboardInterrupt
         return original(self, batch)
 
-    monkeypatch.setattr(trainer_module.Trainer, "_train_step", killed_at_step_14)
+    monkeypatch.setattr(Engine, "_train_step", killed_at_step_14)
     with pytest.raises(KeyboardInterrupt):
         train(quick_config(cache_dir, tmp_path / "killed", **options))
     assert len(read_csv(tmp_path / "killed" / "steps.csv")) == 14
-    monkeypatch.setattr(trainer_module.Trainer, "_train_step", original)
+    monkeypatch.setattr(Engine, "_train_step", original)
     train(quick_config(cache_dir, tmp_path / "killed", resume=True, **options))
     assert len(read_csv(tmp_path / "killed" / "steps.csv")) == 20
     assert_same_run(tmp_path / "full", tmp_path / "killed")
@@ -127,7 +127,9 @@ def test_run_folder_contents(cache_dir, tmp_path):
     evaluated = [r["epoch"] for r in metrics["history"] if "val/headline" in r]
     assert evaluated == [0, 2, 3]  # before training, every 2 epochs, and the last one
     assert metrics["best"]["epoch"] == result.best_epoch
-    assert metrics["best"]["headline"] == max(metrics["history"][e]["val/headline"] for e in evaluated)
+    assert metrics["best"]["metric"] == "val/headline"
+    assert metrics["best"]["value"] == max(metrics["history"][e]["val/headline"] for e in evaluated)
+    assert {"cirlab", "torch", "open_clip"} <= set(metrics["provenance"])
     for record in metrics["history"][1:]:
         assert record["steps"] == 10 and record["time/mean_sample_s"] >= 0
         assert {"train/loss", "train/active_fraction", "train/mean_d_pos", "train/mean_d_neg"} <= set(record)
@@ -139,7 +141,8 @@ def test_run_folder_contents(cache_dir, tmp_path):
     assert epochs[1]["val/headline"] == ""  # epoch 1 was not evaluated
     assert float(epochs[3]["val/headline"]) == pytest.approx(metrics["history"][3]["val/headline"])
     steps = read_csv(out / "steps.csv")
-    assert list(steps[0]) == list(STEP_COLUMNS)
+    assert list(steps[0]) == ["epoch", "step", "lr", "loss", "active_fraction", "mean_d_pos", "mean_d_neg",
+                              "sample_time_s", "step_time_s"]
     assert [int(r["step"]) for r in steps] == list(range(3, 31, 3))
     assert all(0 <= float(r["active_fraction"]) <= 1 and float(r["sample_time_s"]) >= 0 for r in steps)
 
@@ -148,10 +151,12 @@ def test_run_folder_contents(cache_dir, tmp_path):
     best = load_combiner(out / "best")
     assert json.loads((out / "best" / "combiner.json").read_text())["extra"]["epoch"] == result.best_epoch
     rescored = evaluate_fashioniq(cache, best, show_progress=False).headline
-    assert rescored == pytest.approx(metrics["best"]["headline"])
+    assert rescored == pytest.approx(metrics["best"]["value"])
     state = read_state(out)
     assert (state["epoch"], state["step"], state["world_size"]) == (3, 30, 1)
-    assert {"optimizer", "scheduler", "rng", "history", "best", "config", "cache"} <= set(state)
+    assert {"optimizer", "scheduler", "rng", "history", "best", "identity", "objective"} <= set(state)
+    assert state["optimizer"] is None  # a finished run keeps no optimiser state
+    assert state["objective"]["features"] == cache.identity()
     assert set(state["rng"][0]) >= {"python", "numpy", "torch", "generators"}
     assert set(state["rng"][0]["generators"]) == {"batch", "sampler"}
 

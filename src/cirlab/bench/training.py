@@ -1,6 +1,6 @@
 """Combiner training throughput at the reference dimensions, and the share of the machine's peak it reaches.
 
-One step is what :mod:`cirlab.training.trainer` runs for a batch of cached features: the CLIP4Cir
+One step is what :mod:`cirlab.training.objective` runs for a batch of cached features: the CLIP4Cir
 combiner's forward pass (under the chosen autocast precision), the ``random`` sampler drawing ``k``
 negatives per query from a gallery, the triplet loss on the gathered features, the backward pass and
 an AdamW update. Inputs are random in-memory features, as they come out of the feature cache.

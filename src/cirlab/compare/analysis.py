@@ -1,6 +1,6 @@
 """The numbers of a comparison, computed from the runs' per-epoch histories (``metrics.json``).
 
-Everything here is plain arithmetic on the history records that :mod:`cirlab.training.logging`
+Everything here is plain arithmetic on the history records that :mod:`cirlab.engine.runlog`
 describes, so it can be checked by hand:
 
 - **final** Recall@K: the last evaluated epoch's ``val/mean/R@K``;

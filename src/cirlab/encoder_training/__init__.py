@@ -18,7 +18,6 @@ _EXPORTS = {
     "finetune": "cirlab.encoder_training.finetuning",
     "FinetuneResult": "cirlab.encoder_training.finetuning",
     "TrainingOptions": "cirlab.encoder_training.options",
-    "EpochRecord": "cirlab.encoder_training.loop",
     "describe": "cirlab.encoder_training.descriptions",
 }
 

@@ -25,7 +25,7 @@ from cirlab.data import FashionIQ, MissingReport, build_preprocess, eval_caption
 from cirlab.distributed import DistributedContext
 from cirlab.encoder_training.datasets import TripletSamples, split_triplets
 from cirlab.encoder_training.encoding import encode_image_files, encode_texts
-from cirlab.encoder_training.loop import EpochRecord, quiet_gather_deprecation, train_encoder
+from cirlab.encoder_training.loop import EncoderObjective, quiet_gather_deprecation, train_encoder
 from cirlab.encoder_training.options import FINETUNE_DEFAULTS, TRAINABLE_TOWERS, TrainingOptions, resolve_options
 from cirlab.encoder_training.retrieval import composed_chance, composed_recall
 from cirlab.encoder_training.session import record_run, resume_point, training_session
@@ -53,7 +53,7 @@ class FinetuneResult:
     chance: dict[str, float]  # the same recalls of a random ranking
     val_queries: dict[str, int] = field(default_factory=dict)  # per category: queries ranked
     outside_gallery: dict[str, int] = field(default_factory=dict)  # per category: queries left unranked
-    history: list[EpochRecord] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)  # the engine's epoch records
     seconds: float = 0.0
     resumed_from_epoch: int = 0
     missing: dict[str, Any] = field(default_factory=dict)
@@ -62,7 +62,6 @@ class FinetuneResult:
         """JSON-ready form (written to ``OUT/result.json``)."""
         data = dict(self.__dict__)
         data["out"] = str(self.out)
-        data["history"] = [r.to_dict() for r in self.history]
         return data
 
     def summary(self) -> str:
@@ -101,7 +100,7 @@ def compose(reference_features: Tensor, text_features: Tensor) -> Tensor:
     return F.normalize(reference_features + text_features, dim=-1)
 
 
-class CompositionObjective:
+class CompositionContrast:
     """Cross-entropy of each query against the batch's targets (gathered from every process).
 
     Written here rather than taken from open_clip because :class:`open_clip.ClipLoss` is symmetric
@@ -221,7 +220,7 @@ def set_trainable(clip: nn.Module, towers: str) -> None:
 def finetune(data_root: str | Path, out: str | Path, *, checkpoint: str | Path | None = None,
              model: str | None = None, pretrained: str | None = "openai", towers: str = "both",
              categories: Sequence[str] | None = None, options: TrainingOptions | None = None,
-             on_epoch_end: Callable[[EpochRecord], None] | None = None, **overrides: Any) -> FinetuneResult:
+             on_epoch_end: Callable[[dict[str, Any]], None] | None = None, **overrides: Any) -> FinetuneResult:
     """Fine-tune CLIP encoders on the train split's triplets; write the result to ``out``.
 
     Starting weights: ``checkpoint`` (a cirlab encoder checkpoint folder, e.g. a ``pretrain`` run), or
@@ -252,7 +251,7 @@ def finetune(data_root: str | Path, out: str | Path, *, checkpoint: str | Path |
                 "towers": towers, **options.identity()}
 
     with training_session(options) as (ctx, device):
-        resume_from = resume_point(out, identity, options)
+        resume_from = resume_point(out, options, ctx)
         spec = (EncoderSpec(model=source.model, pretrained=None, checkpoint=resume_from, seed=options.seed)
                 if resume_from is not None else source)
         clip, encoder_preprocess, tokenizer = create_model(spec)
@@ -261,18 +260,18 @@ def finetune(data_root: str | Path, out: str | Path, *, checkpoint: str | Path |
         record_run(out, identity, options, ctx)
         preprocess = build_preprocess(options.preprocess, encoder_preprocess, options.target_ratio)
         evaluate = ComposedRetrieval(dataset, tokenizer, preprocess, device=device, options=options, report=report)
-        run = train_encoder(
+        objective = EncoderObjective(
             model=clip, forward_module=CompositionNet(clip), model_name=source.model,
-            objective=CompositionObjective(tokenizer, device, ctx, evaluate if evaluate.categories else None),
-            dataset=TripletSamples(dataset, triplets, preprocess, seed=options.seed), options=options, out=out,
-            ctx=ctx, device=device, resume_from=resume_from, evaluate_before=True, kind="finetune",
-            checkpoint_extra={"trained_by": "cirlab finetune", "data": identity["data"],
-                              "source": identity["source"]},
-            on_epoch_end=on_epoch_end)
+            learner=CompositionContrast(tokenizer, device, ctx, evaluate if evaluate.categories else None),
+            dataset=TripletSamples(dataset, triplets, preprocess, seed=options.seed), options=options, ctx=ctx,
+            device=device, checkpoint_extra={"trained_by": "cirlab finetune", "data": identity["data"],
+                                             "source": identity["source"]})
+        run = train_encoder(objective, out=out, identity=identity, evaluate_before=True, kind="finetune",
+                            on_epoch_end=on_epoch_end)
         result = FinetuneResult(
             out=out, model=source.model, source=identity["source"], trainable=towers, epochs=options.epochs,
             steps=run.steps, train_triplets=len(triplets), before=run.before or {},
-            after=run.history[-1].metrics if run.history else {}, chance=evaluate.chance,
+            after=run.after, chance=evaluate.chance,
             val_queries=evaluate.query_counts, outside_gallery=evaluate.outside_gallery, history=run.history,
             seconds=run.seconds, resumed_from_epoch=run.resumed_from_epoch, missing=report.to_dict())
         if ctx.is_main:

@@ -25,7 +25,7 @@ from cirlab.data.layout import tags_file
 from cirlab.distributed import DistributedContext
 from cirlab.encoder_training.datasets import DescribedImage, DescriptionPairs, described_split
 from cirlab.encoder_training.encoding import encode_image_files, encode_texts
-from cirlab.encoder_training.loop import EpochRecord, quiet_gather_deprecation, train_encoder
+from cirlab.encoder_training.loop import EncoderObjective, quiet_gather_deprecation, train_encoder
 from cirlab.encoder_training.options import TrainingOptions, resolve_options
 from cirlab.encoder_training.retrieval import (
     image_to_text_chance,
@@ -57,7 +57,7 @@ class PretrainResult:
     untagged_images: dict[str, int]  # per "<split>.<category>": images without tags, left out
     metrics: dict[str, float]  # held-out recall after the last epoch (percent)
     chance: dict[str, float]  # the same recalls of a random ranking
-    history: list[EpochRecord] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)  # the engine's epoch records
     seconds: float = 0.0
     resumed_from_epoch: int = 0
     missing: dict[str, Any] = field(default_factory=dict)
@@ -66,7 +66,6 @@ class PretrainResult:
         """JSON-ready form (written to ``OUT/result.json``)."""
         data = dict(self.__dict__)
         data["out"] = str(self.out)
-        data["history"] = [r.to_dict() for r in self.history]
         return data
 
     def summary(self) -> str:
@@ -115,7 +114,7 @@ class DescriptionRetrieval:
         return {**{f"i2t_R@{k}": v for k, v in i2t.items()}, **{f"t2i_R@{k}": v for k, v in t2i.items()}}
 
 
-class ContrastiveObjective:
+class DescriptionContrast:
     """open_clip's symmetric InfoNCE over image–description pairs, gathered across processes."""
 
     def __init__(self, tokenizer: Callable, device: torch.device, ctx: DistributedContext,
@@ -151,7 +150,7 @@ class ContrastiveObjective:
 
 def pretrain(data_root: str | Path, out: str | Path, *, model: str = DEFAULT_MODEL, pretrained: str | None = None,
              categories: Sequence[str] | None = None, options: TrainingOptions | None = None,
-             on_epoch_end: Callable[[EpochRecord], None] | None = None, **overrides: Any) -> PretrainResult:
+             on_epoch_end: Callable[[dict[str, Any]], None] | None = None, **overrides: Any) -> PretrainResult:
     """Contrastively train ``model`` on the train split's image–description pairs; write it to ``out``.
 
     ``overrides`` set :class:`TrainingOptions` fields (``epochs=2, batch_size=32, lr=1e-3, ...``)
@@ -173,7 +172,7 @@ def pretrain(data_root: str | Path, out: str | Path, *, model: str = DEFAULT_MOD
                 "model": model, "pretrained": pretrained, **options.identity()}
 
     with training_session(options) as (ctx, device):
-        resume_from = resume_point(out, identity, options)
+        resume_from = resume_point(out, options, ctx)
         spec = (EncoderSpec(model=model, pretrained=None, checkpoint=resume_from, seed=options.seed)
                 if resume_from is not None else EncoderSpec(model=model, pretrained=pretrained, seed=options.seed))
         clip, encoder_preprocess, tokenizer = create_model(spec)
@@ -182,12 +181,12 @@ def pretrain(data_root: str | Path, out: str | Path, *, model: str = DEFAULT_MOD
         preprocess = build_preprocess(options.preprocess, encoder_preprocess, options.target_ratio)
         evaluate = (DescriptionRetrieval(heldout.images, tokenizer, preprocess, device=device, options=options)
                     if heldout is not None else None)
-        run = train_encoder(
-            model=clip, model_name=model, objective=ContrastiveObjective(tokenizer, device, ctx, evaluate),
-            dataset=DescriptionPairs(train.images, preprocess, seed=options.seed), options=options, out=out,
-            ctx=ctx, device=device, resume_from=resume_from, kind="pretrain",
-            checkpoint_extra={"trained_by": "cirlab pretrain", "data": identity["data"]},
-            on_epoch_end=on_epoch_end)
+        objective = EncoderObjective(
+            model=clip, model_name=model, learner=DescriptionContrast(tokenizer, device, ctx, evaluate),
+            dataset=DescriptionPairs(train.images, preprocess, seed=options.seed), options=options, ctx=ctx,
+            device=device, step_stats=("logit_scale",),
+            checkpoint_extra={"trained_by": "cirlab pretrain", "data": identity["data"]})
+        run = train_encoder(objective, out=out, identity=identity, kind="pretrain", on_epoch_end=on_epoch_end)
         untagged = {f"train.{c}": n for c, n in train.untagged.items()}
         if heldout is not None:
             untagged.update({f"val.{c}": n for c, n in heldout.untagged.items()})
@@ -195,7 +194,7 @@ def pretrain(data_root: str | Path, out: str | Path, *, model: str = DEFAULT_MOD
             out=out, model=model, pretrained=pretrained, epochs=options.epochs, steps=run.steps,
             train_images=len(train.images), heldout_images=len(heldout.images) if heldout else 0,
             heldout_descriptions=len(evaluate.texts) if evaluate else 0, untagged_images=untagged,
-            metrics=run.history[-1].metrics if run.history else {}, chance=evaluate.chance if evaluate else {},
+            metrics=run.after, chance=evaluate.chance if evaluate else {},
             history=run.history, seconds=run.seconds, resumed_from_epoch=run.resumed_from_epoch,
             missing=report.to_dict())
         if ctx.is_main:

@@ -1,4 +1,4 @@
-"""Setting up a training process: device, process group, seeding and the run folder."""
+"""Setting up an encoder training process: device, process group, seeding and the run folder."""
 
 from __future__ import annotations
 
@@ -10,9 +10,13 @@ from typing import Any
 import torch
 
 from cirlab.distributed import DistributedContext, distributed_session
-from cirlab.encoder_training.checkpointing import check_run_folder, latest_checkpoint, write_run_config
 from cirlab.encoder_training.options import TrainingOptions
+from cirlab.engine import check_run_folder
+from cirlab.io import atomic_write_json
 from cirlab.runtime import autocast, resolve_device, seed_everything
+
+#: What the run is (data, model, options), for the reader of a run folder.
+RUN_DESCRIPTION = "run.json"
 
 
 @contextlib.contextmanager
@@ -27,15 +31,20 @@ def training_session(options: TrainingOptions) -> Iterator[tuple[DistributedCont
         yield ctx, device
 
 
-def resume_point(out: Path, identity: dict[str, Any], options: TrainingOptions) -> Path | None:
-    """Check ``out`` for this run and return the epoch checkpoint to resume from, if any (reads only)."""
-    check_run_folder(out, identity, resume=options.resume)
-    return latest_checkpoint(out) if options.resume else None
+def resume_point(out: Path, options: TrainingOptions, ctx: DistributedContext) -> Path | None:
+    """The checkpoint folder to build the model from when resuming (``None``: a fresh run).
+
+    A folder that holds a run is refused without ``--resume``; whether the run may be continued with
+    these options is checked by the engine against the checkpoint's identity.
+    """
+    return check_run_folder(out, resume=options.resume, ctx=ctx)
 
 
 def record_run(out: Path, identity: dict[str, Any], options: TrainingOptions, ctx: DistributedContext) -> None:
     """Write ``OUT/run.json`` from the main process once every process has read the folder."""
     ctx.barrier()
     if ctx.is_main:
-        write_run_config(out, identity, {**options.settings(), "world_size": ctx.world_size})
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / RUN_DESCRIPTION,
+                          {"identity": identity, "settings": {**options.settings(), "world_size": ctx.world_size}})
     ctx.barrier()

@@ -6,8 +6,16 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
-from cirlab.training.schedule import build_scheduler, lr_factor
+from cirlab.engine.optim import (
+    build_optimizer,
+    build_scheduler,
+    decay_groups,
+    default_warmup,
+    lr_factor,
+    uniform_groups,
+)
 
 
 def test_warmup_then_cosine_by_hand():
@@ -44,3 +52,30 @@ def test_scheduler_applies_the_factor_and_resumes_from_its_state():
     _, scheduler2 = make()
     scheduler2.load_state_dict(state)
     assert scheduler2.get_last_lr()[0] == pytest.approx(seen[3])
+
+
+def test_adamw_spares_gains_biases_and_scales_from_weight_decay() -> None:
+    model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4))
+    model.scale = nn.Parameter(torch.ones([]))
+    frozen = nn.Linear(2, 2)
+    frozen.requires_grad_(False)
+    model.frozen = frozen
+    opt = build_optimizer(decay_groups([model], 0.2), lr=1e-3)
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.2 and no_decay["weight_decay"] == 0.0
+    assert [p.shape for p in decay["params"]] == [torch.Size([4, 3])]
+    assert {id(p) for p in no_decay["params"]} == {id(model[0].bias), id(model[1].weight), id(model[1].bias),
+                                                    id(model.scale)}
+
+
+def test_default_warmup_is_five_percent_of_the_run() -> None:
+    assert default_warmup(1000) == 50
+    assert default_warmup(3) == 1
+
+
+def test_uniform_groups_decay_every_trainable_parameter() -> None:
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    model[1].requires_grad_(False)
+    (group,) = uniform_groups([model], 0.1)
+    assert group["weight_decay"] == 0.1 and [p.shape for p in group["params"]] == [torch.Size([4, 3]), torch.Size([4])]
+    assert build_optimizer(uniform_groups([model[1]], 0.1), lr=1e-3) is None  # nothing to train

@@ -1,13 +1,15 @@
-"""Checkpoint folders of a run: ``best/`` and ``last/``, each replaced as a whole, atomically.
+"""Checkpoint folders of a training run, the trainer state inside them, and RNG capture.
 
-A checkpoint folder holds the combiner as :func:`cirlab.combiners.save_combiner` writes it
-(``combiner.safetensors`` + ``combiner.json``, loadable with ``load_combiner``) and, in ``last/``,
-``trainer_state.pt``: optimiser, scheduler, grad scaler, epoch, step, the RNG states of every process
-(Python, NumPy, torch, CUDA, the batch and sampler generators), the best result so far and the
-metrics history. Together they let ``--resume`` continue a killed run exactly.
+A run folder ``RUN`` holds ``last/`` (the newest epoch: the model as its objective saves it, plus
+``trainer_state.pt``) and, when the run selects a checkpoint by a validation metric, ``best/`` (the
+model only). ``trainer_state.pt`` holds the optimiser, schedule and gradient-scaler states, epoch and
+step, the RNG states of every process (Python, NumPy, torch, CUDA and the objective's own generators),
+the best result so far, the epoch history and the run's identity; together with the weights they let
+``--resume`` continue a killed run exactly. Once a run has finished, its ``last/`` keeps no optimiser
+state (it is the largest part of a checkpoint and only an unfinished run needs it).
 
-The folder is written beside its destination under a temporary name and then swapped in, so a reader
-(or a resumed run) sees the previous checkpoint or the new one, never a mixture of the two epochs.
+Each folder is written beside its destination under a temporary name and then swapped in, so a reader
+(or a resumed run) sees the previous checkpoint or the new one, never a mixture of two epochs.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from cirlab.errors import CacheMismatchError
 from cirlab.io import atomic_path, fsync_dir
 
 STATE_FILE = "trainer_state.pt"
-STATE_FORMAT_VERSION = 1
+STATE_FORMAT_VERSION = 2
 BEST, LAST = "best", "last"
 
 
@@ -68,7 +70,7 @@ def recover_folder(destination: str | Path) -> None:
 
 
 def write_checkpoint(folder: Path, save_model: Callable[[Path], None], state: dict[str, Any] | None = None) -> None:
-    """Write a checkpoint folder: the combiner through ``save_model(tmp_folder)``, then the trainer state."""
+    """Write a checkpoint folder: the model through ``save_model(tmp_folder)``, then the trainer state."""
     with atomic_folder(folder) as tmp:
         save_model(tmp)
         if state is not None:
@@ -89,7 +91,8 @@ def read_state(run_dir: str | Path) -> dict[str, Any]:
     except Exception as exc:  # a damaged file fails in many ways (zip, pickle, decoding); each means "unreadable"
         raise CacheMismatchError(f"{path}: unreadable trainer state ({_first_line(exc)})") from None
     if not isinstance(state, dict) or state.get("format_version") != STATE_FORMAT_VERSION:
-        raise CacheMismatchError(f"{path}: not a trainer state of format {STATE_FORMAT_VERSION}")
+        raise CacheMismatchError(f"{path}: not a trainer state of format {STATE_FORMAT_VERSION} (written by another "
+                                 f"cirlab version); start the run again in a new folder")
     return state
 
 

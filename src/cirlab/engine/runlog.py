@@ -1,56 +1,43 @@
 """What a training run writes about itself, and what each file means.
 
-A run folder (``RUN_DIR``) holds, besides the ``best/`` and ``last/`` checkpoints:
-
-``config.json``
-    The resolved :class:`~cirlab.training.config.TrainConfig` (every key, defaults included).
+A run folder ``RUN`` holds, besides its checkpoints (:mod:`cirlab.engine.checkpoint`):
 
 ``steps.csv``
-    One row per logged optimiser step (every ``log_every`` steps), columns :data:`STEP_COLUMNS`:
-    ``epoch`` (1-based), ``step`` (global, 1-based), ``lr`` (learning rate used by the step), ``loss``,
-    ``active_fraction`` (share of (query, negative) terms that contribute to the gradient, as the loss
-    defines it), ``mean_d_pos`` / ``mean_d_neg`` (mean distance from query to positive / to the
-    negatives, under the loss's distance),
-    ``sample_time_s`` (negative mining time of the step) and ``step_time_s`` (whole step). With several
-    processes, values are averaged over them. Losses that do not report a statistic leave it empty.
+    One row per logged optimiser step (every ``log_every`` steps): ``epoch`` (1-based), ``step``
+    (global, 1-based), ``lr`` (learning rate used by the step), ``loss``, then the statistics the
+    objective declares (for combiner training: the loss's own, such as ``active_fraction``, and
+    ``sample_time_s``, the negative-mining time), ``grad_norm`` (when gradients are clipped) and
+    ``step_time_s``. With several processes, values are averaged over them; a statistic that a step
+    did not report stays empty.
 
 ``epochs.csv``
-    One row per epoch, the same records as ``metrics.json``'s ``history``. Columns are the union of
-    their keys, empty where a record lacks one, in the order ``epoch, step, steps, lr, best``, then
-    ``train/*``, ``val/headline``, ``val/mean/*``, ``val/<category>/*``, ``time/*``, ``sampler/*``.
-    Row ``epoch`` 0 is the evaluation before training.
+    One row per epoch, the same records as ``metrics.json``'s ``history``: the union of their keys,
+    ordered ``epoch, step, steps, lr, best``, then ``train/*``, ``val/*`` (the selection metric first),
+    ``time/*``, ``sampler/*``. Row ``epoch`` 0 is the evaluation before training, where the run makes one.
 
 ``metrics.json``
     ``status`` (``running`` while training, and after a kill; ``stopped`` when ``stop_after_epochs``
-    ended the invocation early; ``complete``), ``epochs_completed``, ``steps``, ``config``, ``data``
-    (``features``, ``categories``, ``train_triplets``, ``gallery_size``, ``steps_per_epoch``,
-    ``processes``, ``skipped_without_target``, ``targets_added_to_gallery``; see
-    :class:`~cirlab.training.data.TrainingData`),
-    ``best`` (``epoch``, ``headline`` and the ``metrics`` record of the best evaluated epoch, the one in
-    ``best/``), ``last_eval`` (the same for the latest evaluation) and ``history``: a list of flat
-    per-epoch records with these keys:
+    ended the invocation early; ``complete``), ``epochs_completed``, ``steps``, ``config``, ``best``
+    (``epoch``, ``metric``, ``value`` and the ``metrics`` record of the best evaluated epoch, the one in
+    ``best/``, for runs that select one), ``last_eval`` (``epoch`` and ``metrics`` of the latest
+    evaluation), ``provenance`` (versions of cirlab, Python and the libraries, and the git commit), the
+    objective's own sections (combiner training adds ``data``), and ``history``: the flat per-epoch
+    records — ``epoch``, ``step`` (global steps done), ``steps`` (steps in this epoch), ``lr`` (at its last
+    step), ``best`` (1 when this epoch's evaluation became the best so far), ``train/<stat>`` (means over
+    the epoch's steps), ``val/<metric>`` (evaluated epochs only), ``time/train_s``, ``time/eval_s``,
+    ``time/epoch_s``, ``time/mean_step_s`` (seconds), and the objective's epoch statistics (combiner
+    training: ``sampler/<counter>`` summed over processes, ``time/mean_sample_s``).
 
-    - ``epoch``, ``step`` (global steps done), ``steps`` (steps in this epoch), ``lr`` (at its last step);
-    - ``train/loss``, ``train/active_fraction``, ``train/mean_d_pos``, ``train/mean_d_neg``: means over
-      the epoch's steps;
-    - ``time/epoch_s`` (training + evaluation), ``time/train_s``, ``time/eval_s`` (evaluated epochs),
-      ``time/mean_sample_s`` (mean negative-mining time per step, 0 with in-batch negatives),
-      ``time/mean_step_s``; all in seconds;
-    - ``val/headline`` (mean of mean Recall@10 and mean Recall@50, in percent), ``val/mean/R@K`` and
-      ``val/<category>/R@K`` for K in 1, 5, 10, 50, on evaluated epochs only (every ``eval_every``
-      epochs, the last one and epoch 0);
-    - ``sampler/<name>``: the sampler's ``stats()`` for the epoch (it is reset at each epoch's start):
-      counters such as ``queries``, ``guard_exact_duplicates``, ``guard_near_duplicates`` and
-      ``fallback_negatives``, summed over processes (a state such as the curriculum's ``stage`` takes
-      the largest value instead);
-    - ``best``: 1 when this epoch's evaluation became the best so far (and was saved to ``best/``).
+``config.json``
+    The run's resolved configuration, as its command resolved it (every key, defaults included).
 
 ``tensorboard/``
     TensorBoard event files: the ``steps.csv`` columns under ``step/`` against the global step, and
-    every numeric ``history`` value against the epoch.
+    every numeric ``history`` value under its own name against the epoch.
 
 Every file but ``steps.csv`` is rewritten atomically after each epoch; ``steps.csv`` is appended, and
 on resume cut back to the checkpoint's step, so a resumed run's files read as if it had never stopped.
+Everything an epoch logged is on disk (flushed and synced) before that epoch's checkpoint exists.
 """
 
 from __future__ import annotations
@@ -58,6 +45,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -69,29 +57,32 @@ EPOCHS_FILE = "epochs.csv"
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.json"
 TENSORBOARD_DIR = "tensorboard"
-METRICS_FORMAT_VERSION = 1
+METRICS_FORMAT_VERSION = 2
 
-#: Columns of ``steps.csv``, in order.
-STEP_COLUMNS: tuple[str, ...] = ("epoch", "step", "lr", "loss", "active_fraction", "mean_d_pos", "mean_d_neg",
-                                 "sample_time_s", "step_time_s")
-
+#: Columns every ``steps.csv`` starts with; the objective's statistics and ``step_time_s`` follow.
+LEADING_STEP_COLUMNS: tuple[str, ...] = ("epoch", "step", "lr", "loss")
 
 #: First columns of ``epochs.csv``, then the keys grouped by these prefixes.
 LEADING_COLUMNS: tuple[str, ...] = ("epoch", "step", "steps", "lr", "best")
 COLUMN_GROUPS: tuple[str, ...] = ("train/", "val/headline", "val/mean/", "val/", "time/", "sampler/")
 
 
-class RunRecorder:
-    """Writes ``steps.csv``, ``epochs.csv``, ``metrics.json`` and TensorBoard events of one run (rank 0 only)."""
+class RunLog:
+    """Writes ``steps.csv``, ``epochs.csv``, ``metrics.json``, ``config.json`` and TensorBoard events of one run.
 
-    def __init__(self, run_dir: str | Path, *, tensorboard: bool, resume_step: int | None = None) -> None:
+    Only the main process of a distributed run creates one.
+    """
+
+    def __init__(self, run_dir: str | Path, step_columns: Sequence[str], *, tensorboard: bool,
+                 resume_step: int | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.step_columns = tuple(step_columns)
         steps_path = self.run_dir / STEPS_FILE
         if resume_step is None or not steps_path.exists():
-            atomic_write_text(steps_path, _csv_line(STEP_COLUMNS))
+            atomic_write_text(steps_path, _csv_line(self.step_columns))
         else:
-            _truncate_steps(steps_path, resume_step)
+            _truncate_steps(steps_path, resume_step, self.step_columns)
         self._steps = open(steps_path, "a", newline="", encoding="utf-8")  # noqa: SIM115 (closed in close())
         self._steps_writer = csv.writer(self._steps, lineterminator="\n")
         self._tensorboard = None
@@ -107,9 +98,9 @@ class RunRecorder:
 
     def log_step(self, row: dict[str, Any]) -> None:
         """Append one step to ``steps.csv`` and TensorBoard."""
-        self._steps_writer.writerow([_cell(row.get(column)) for column in STEP_COLUMNS])
+        self._steps_writer.writerow([_cell(row.get(column)) for column in self.step_columns])
         if self._tensorboard is not None:
-            for column in STEP_COLUMNS[2:]:
+            for column in self.step_columns[2:]:
                 value = row.get(column)
                 if _is_number(value):
                     self._tensorboard.add_scalar(f"step/{column}", value, row["step"])
@@ -121,16 +112,21 @@ class RunRecorder:
         for key, value in record.items():
             if key != "epoch" and _is_number(value):
                 self._tensorboard.add_scalar(key, value, record["epoch"])
-        self._tensorboard.flush()
 
     def write_summary(self, history: Sequence[dict[str, Any]], summary: dict[str, Any]) -> None:
-        """Rewrite ``epochs.csv`` from ``history`` and ``metrics.json`` from ``summary``; flush ``steps.csv``."""
-        self._steps.flush()
+        """Rewrite ``epochs.csv`` from ``history`` and ``metrics.json`` from ``summary``."""
         columns = epoch_columns(history)
         text = _csv_line(columns) + "".join(_csv_line([_cell(r.get(c)) for c in columns]) for r in history)
         atomic_write_text(self.run_dir / EPOCHS_FILE, text)
         atomic_write_json(self.run_dir / METRICS_FILE, {"format_version": METRICS_FORMAT_VERSION, **summary,
                                                         "history": list(history)})
+
+    def sync(self) -> None:
+        """Put every step row and TensorBoard event logged so far on disk (before a checkpoint covers them)."""
+        self._steps.flush()
+        os.fsync(self._steps.fileno())
+        if self._tensorboard is not None:
+            self._tensorboard.flush()
 
     def close(self) -> None:
         """Flush and close every file."""
@@ -157,11 +153,11 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def _truncate_steps(path: Path, last_step: int) -> None:
+def _truncate_steps(path: Path, last_step: int, columns: Sequence[str]) -> None:
     """Keep the header and the rows of ``steps.csv`` up to ``last_step``."""
     rows = read_csv(path)
     kept = [r for r in rows if r.get("step", "").isdigit() and int(r["step"]) <= last_step]
-    text = _csv_line(STEP_COLUMNS) + "".join(_csv_line([r.get(c, "") for c in STEP_COLUMNS]) for r in kept)
+    text = _csv_line(columns) + "".join(_csv_line([r.get(c, "") for c in columns]) for r in kept)
     atomic_write_text(path, text)
 
 

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cirlab.errors import CirlabError
-from cirlab.training.checkpoint import (
+from cirlab.engine.checkpoint import (
     atomic_folder,
     capture_rng,
     has_state,
@@ -18,6 +17,7 @@ from cirlab.training.checkpoint import (
     restore_rng,
     write_checkpoint,
 )
+from cirlab.errors import CirlabError
 
 
 def test_atomic_folder_replaces_the_whole_folder(tmp_path):

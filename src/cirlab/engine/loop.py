@@ -1,0 +1,387 @@
+"""The one training loop of cirlab: combiner training, encoder pretraining and fine-tuning all run here.
+
+For every epoch the engine asks the objective for its batches and, per batch, for the loss; it then
+takes one optimiser step (gradient scaling for fp16, clipping, AdamW, the schedule), averages the
+step's statistics over processes and logs them. At the end of an epoch it evaluates (on the main
+process, shared with every process), keeps the best checkpoint by the objective's selection metric,
+writes the run log and then the ``last/`` checkpoint with everything a resumed run needs: the model,
+optimiser, schedule, scaler, RNG states of every process, history and the run's identity. A run
+resumed with ``resume`` continues after the last finished epoch and repeats an uninterrupted run
+exactly (same number of processes); an identity that differs from the checkpoint's is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cirlab.distributed import DistributedContext
+from cirlab.engine.checkpoint import BEST, LAST, capture_rng, has_state, read_state, recover_folder, restore_rng
+from cirlab.engine.checkpoint import write_checkpoint as write_checkpoint_folder
+from cirlab.engine.objective import Objective
+from cirlab.engine.optim import build_optimizer, build_scheduler
+from cirlab.engine.runlog import LEADING_STEP_COLUMNS, RunLog
+from cirlab.errors import CirlabError, ConfigError
+from cirlab.progress import progress
+from cirlab.runtime import autocast
+
+LOGGER = logging.getLogger("cirlab.engine")
+
+#: Called on every process after each epoch's checkpoint with that epoch's history record.
+EpochCallback = Callable[[dict[str, Any]], None]
+
+
+class TrainingDivergedError(CirlabError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class LoopSettings:
+    """How the engine trains: optimiser, schedule, evaluation, logging and resume."""
+
+    epochs: int  # passes over the objective's batches
+    lr: float  # peak learning rate
+    weight_decay: float = 0.0  # AdamW decoupled weight decay (the objective's groups say which parameters get it)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    schedule: str = "cosine"  # after the warm-up: cosine (to min_lr_ratio * lr) or constant
+    warmup_steps: int = 0  # linear warm-up steps
+    min_lr_ratio: float = 0.0
+    grad_clip: float | None = None  # clip the global gradient norm to this value; None or 0: no clipping
+    precision: str = "fp32"  # fp16 adds gradient scaling (GPU only)
+    eval_every: int = 1  # evaluate every this many epochs (and after the last)
+    evaluate_before: bool = False  # evaluate the untrained model as epoch 0
+    log_every: int = 1  # steps between rows of steps.csv
+    tensorboard: bool = True
+    resume: bool = False  # continue the run in the folder from its last checkpoint
+    stop_after_epochs: int | None = None  # end this invocation after this epoch (the run stays resumable)
+    progress: bool = True  # show a progress bar (main process; CIRLAB_NO_PROGRESS still wins)
+    label: str = "train"  # name of the progress bar
+
+
+@dataclass
+class FitResult:
+    """What :meth:`Engine.fit` returns (the same on every process)."""
+
+    run_dir: Path
+    status: str  # "complete" (reached epochs) or "stopped" (by stop_after_epochs)
+    epochs_completed: int  # over every invocation of this run
+    steps: int
+    best: dict[str, Any]  # {"epoch", "value"} of the best evaluation ({} without a selection metric)
+    last_eval: dict[str, Any]  # the latest evaluated epoch's record
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from_epoch: int = 0  # 0 for a run that started from scratch
+    seconds: float = 0.0  # wall time of this invocation
+
+
+def check_run_folder(run_dir: Path, *, resume: bool, ctx: DistributedContext) -> Path | None:
+    """Prepare ``run_dir`` and say where to resume from: its ``last/`` folder, or ``None`` for a fresh run.
+
+    Completes a checkpoint swap a kill interrupted; refuses a folder that already holds a run unless
+    ``resume`` is set, so a finished run is never overwritten by accident.
+    """
+    if ctx.is_main:
+        for name in (BEST, LAST):
+            recover_folder(run_dir / name)
+    ctx.barrier()
+    if not has_state(run_dir):
+        return None
+    if not resume:
+        raise ConfigError(f"{run_dir}: the folder already holds a training run; pass --resume to continue it or "
+                          f"choose another output folder")
+    return run_dir / LAST
+
+
+class Engine:
+    """One run: the objective, the optimiser and schedule, the history and the run folder."""
+
+    def __init__(self, objective: Objective, settings: LoopSettings, run_dir: str | Path, *,
+                 ctx: DistributedContext, device: torch.device, identity: dict[str, Any],
+                 config: dict[str, Any] | None = None) -> None:
+        """``identity``: what a resumed run must share with the checkpoint (data, model, what decides the result);
+        ``config``: the run's resolved configuration, written to ``config.json``."""
+        self.objective, self.settings = objective, settings
+        self.run_dir = Path(run_dir)
+        self.ctx, self.device = ctx, device
+        self.identity, self.config = identity, config
+        with autocast(device, settings.precision):  # refuses fp16 on CPU before any work
+            pass
+        self.steps_per_epoch = objective.steps_per_epoch()
+        self.total_steps = self.steps_per_epoch * settings.epochs
+        self.params = [p for group in objective.parameter_groups(settings.weight_decay) for p in group["params"]]
+        self.optimizer = build_optimizer(objective.parameter_groups(settings.weight_decay), lr=settings.lr,
+                                         betas=settings.betas, eps=settings.eps)
+        self.scheduler = None
+        if self.optimizer is not None:
+            self.scheduler = build_scheduler(self.optimizer, total_steps=self.total_steps,
+                                             warmup_steps=settings.warmup_steps, schedule=settings.schedule,
+                                             min_lr_ratio=settings.min_lr_ratio)
+        self.scaler = torch.amp.GradScaler(device.type) if settings.precision == "fp16" else None
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] = {}
+        self.epoch = 0
+        self.step = 0
+        self.resumed_from_epoch = 0
+        self.resumed = False
+        resume_from = check_run_folder(self.run_dir, resume=settings.resume, ctx=ctx)
+        if resume_from is not None:
+            self._resume(read_state(self.run_dir), resume_from)
+
+    # ---------------------------------------------------------------- resume
+    def _resume(self, state: dict[str, Any], folder: Path) -> None:
+        saved = state.get("identity") or {}
+        changed = [key for key in sorted(set(saved) | set(self.identity)) if saved.get(key) != self.identity.get(key)]
+        if changed:
+            details = "; ".join(f"{key}: checkpoint {saved.get(key)!r}, now {self.identity.get(key)!r}"
+                                for key in changed[:4])
+            raise ConfigError(f"{self.run_dir}: cannot resume with a different config ({details})")
+        self.objective.load(folder)
+        self.objective.load_state_dict(state.get("objective") or {})
+        if self.optimizer is not None:
+            if state.get("optimizer") is not None:
+                self.optimizer.load_state_dict(state["optimizer"])
+            elif int(state["epoch"]) < self.settings.epochs:
+                LOGGER.warning("%s: the run had finished and its checkpoint keeps no optimiser state; training "
+                               "more epochs restarts AdamW's moment estimates", self.run_dir)
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.history, self.best = list(state["history"]), dict(state["best"])
+        if state["world_size"] == self.ctx.world_size:
+            restore_rng(state["rng"][self.ctx.rank], self.objective.generators(), self.device)
+        else:
+            LOGGER.warning("%s: resuming with %d processes instead of %d; random streams restart, so the run will "
+                           "not repeat an uninterrupted one exactly", self.run_dir, self.ctx.world_size,
+                           state["world_size"])
+        self.resumed = True
+        self.resumed_from_epoch = self.epoch
+        LOGGER.info("resuming %s after epoch %d (step %d)", self.run_dir, self.epoch, self.step)
+
+    # ---------------------------------------------------------------- the loop
+    def fit(self, on_epoch_end: EpochCallback | None = None) -> FitResult:
+        """Train until ``epochs`` (or ``stop_after_epochs``), evaluating, logging and checkpointing."""
+        settings = self.settings
+        started_fit = time.perf_counter()
+        log = None
+        if self.ctx.is_main:
+            columns = [*LEADING_STEP_COLUMNS, *self.objective.step_stats]
+            if settings.grad_clip:
+                columns.append("grad_norm")
+            columns.append("step_time_s")
+            log = RunLog(self.run_dir, columns, tensorboard=settings.tensorboard,
+                         resume_step=self.step if self.resumed else None)
+            if self.config is not None:
+                log.write_config(self.config)
+        status = "complete"
+        try:
+            if not self.resumed and settings.evaluate_before:
+                self._finish_epoch({"epoch": 0, "step": 0, "steps": 0}, log, on_epoch_end, evaluate=True)
+            end = settings.epochs if settings.stop_after_epochs is None else min(settings.epochs,
+                                                                                  settings.stop_after_epochs)
+            with progress(desc=settings.label, total=max(0, end - self.epoch) * self.steps_per_epoch, unit="step",
+                          enabled=self.ctx.is_main and settings.progress) as bar:
+                while self.epoch < end:
+                    started = time.perf_counter()
+                    record = self._train_epoch(self.epoch + 1, log, bar)
+                    record["time/train_s"] = time.perf_counter() - started
+                    self.epoch += 1
+                    evaluate = self.epoch % settings.eval_every == 0 or self.epoch == settings.epochs
+                    self._finish_epoch(record, log, on_epoch_end, evaluate=evaluate, started=started)
+            if self.epoch < settings.epochs:
+                status = "stopped"
+            if log is not None:
+                log.write_summary(self.history, self._summary(status))
+        finally:
+            if log is not None:
+                log.close()
+        return FitResult(run_dir=self.run_dir, status=status, epochs_completed=self.epoch, steps=self.step,
+                         best=dict(self.best), last_eval=self._last_eval(), history=list(self.history),
+                         resumed_from_epoch=self.resumed_from_epoch, seconds=time.perf_counter() - started_fit)
+
+    def _train_epoch(self, epoch: int, log: RunLog | None, bar: Any) -> dict[str, Any]:
+        for module in self.objective.train_modules():
+            module.train()
+        totals: dict[str, list[float]] = {}
+        lr = float("nan")
+        steps = 0
+        for batch in self.objective.batches(epoch):
+            values, lr = self._train_step(batch)
+            self.step += 1
+            steps += 1
+            for key, value in values.items():
+                totals.setdefault(key, []).append(value)
+            if not math.isfinite(values["loss"]):
+                raise TrainingDivergedError(f"{self.run_dir}: the loss became {values['loss']} at step {self.step} "
+                                            f"(epoch {epoch}); lower the learning rate, clip gradients or train "
+                                            f"in fp32")
+            if log is not None and self.step % self.settings.log_every == 0:
+                log.log_step({"epoch": epoch, "step": self.step, "lr": lr, **values})
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, loss=f"{values['loss']:.4f}")
+        record: dict[str, Any] = {"epoch": epoch, "step": self.step, "steps": steps, "lr": lr}
+        for key in dict.fromkeys(("loss", *self.objective.step_stats, *totals)):
+            record[_epoch_key(key)] = _nan_mean(totals.get(key, []))
+        record.update(self.objective.epoch_stats())
+        return record
+
+    def _train_step(self, batch: Any) -> tuple[dict[str, float], float]:
+        """One optimiser step; returns its statistics (averaged over processes) and the learning rate used."""
+        started = time.perf_counter()
+        lr = self.scheduler.get_last_lr()[0] if self.scheduler is not None else self.settings.lr
+        output = self.objective.step(batch)
+        values: dict[str, float] = {}
+        if self.optimizer is not None:
+            grad_norm = self._optimise(output.loss)
+            if grad_norm is not None:
+                values["grad_norm"] = grad_norm
+        values.update(self.objective.after_step())
+        self._synchronize()
+        values["loss"] = float(output.loss.detach())
+        for key in self.objective.step_stats:
+            if key in output.stats or key not in values:
+                values[key] = _as_float(output.stats.get(key))
+        values["step_time_s"] = time.perf_counter() - started
+        return self.ctx.mean(values, self.device), lr
+
+    def _optimise(self, loss: torch.Tensor) -> float | None:
+        """Backward pass and optimiser step; returns the gradient norm before clipping (when clipping)."""
+        optimizer, scaler = self.optimizer, self.scaler
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+        else:
+            loss.backward()
+        grad_norm = None
+        if self.settings.grad_clip:
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.settings.grad_clip))
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        self.scheduler.step()
+        return grad_norm
+
+    # ---------------------------------------------------------------- end of an epoch
+    def _finish_epoch(self, record: dict[str, Any], log: RunLog | None, on_epoch_end: EpochCallback | None,
+                      *, evaluate: bool, started: float | None = None) -> None:
+        """Evaluate (when due), keep the best, write the records and then the checkpoints, call back."""
+        selection = self.objective.selection
+        improved = False
+        if evaluate:
+            eval_started = time.perf_counter()
+            metrics = self.ctx.broadcast(self.objective.evaluate() if self.ctx.is_main else None)
+            record.update(metrics)
+            record["time/eval_s"] = time.perf_counter() - eval_started
+            if selection is not None:
+                improved = not self.best or metrics[selection] > self.best["value"]
+                record["best"] = int(improved)
+                if improved:
+                    self.best = {"epoch": record["epoch"], "value": metrics[selection]}
+        elif selection is not None:
+            record["best"] = 0
+        self.history.append(record)
+        if started is not None:
+            record["time/epoch_s"] = time.perf_counter() - started
+        rng_states = self.ctx.gather(capture_rng(self.objective.generators(), self.device))
+        if self.ctx.is_main:
+            log.log_epoch(record)
+            log.write_summary(self.history, self._summary("running"))
+            log.sync()  # what this checkpoint covers is on disk before the checkpoint exists
+            if improved:
+                self._write(self.run_dir / BEST, record)
+            self._write(self.run_dir / LAST, record, state=self._state(rng_states))
+            LOGGER.info(_describe(record, self.best, selection, self.settings.epochs))
+        self.ctx.barrier()
+        if on_epoch_end is not None:
+            on_epoch_end(dict(record))
+
+    def _write(self, folder: Path, record: dict[str, Any], state: dict[str, Any] | None = None) -> None:
+        write_checkpoint_folder(folder, lambda tmp: self.objective.save(tmp, record), state)
+
+    def _state(self, rng_states: list[dict[str, Any]]) -> dict[str, Any]:
+        finished = self.epoch >= self.settings.epochs
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "world_size": self.ctx.world_size,
+            "identity": self.identity,
+            # A finished run needs no optimiser state (the largest part of a checkpoint) unless it is extended.
+            "optimizer": self.optimizer.state_dict() if self.optimizer is not None and not finished else None,
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "objective": self.objective.state_dict(),
+            "rng": rng_states,
+            "history": self.history,
+            "best": self.best,
+        }
+
+    def _last_eval(self) -> dict[str, Any]:
+        return next((r for r in reversed(self.history) if any(k.startswith("val/") for k in r)), {})
+
+    def _summary(self, status: str) -> dict[str, Any]:
+        from cirlab.provenance import provenance
+
+        best_record = next((r for r in self.history if r["epoch"] == self.best.get("epoch")
+                            and any(k.startswith("val/") for k in r)), {})
+        last_eval = self._last_eval()
+        return {
+            "status": status,
+            "epochs_completed": self.epoch,
+            "steps": self.step,
+            "config": self.config,
+            **self.objective.summary(),
+            "best": {"epoch": self.best.get("epoch"), "metric": self.objective.selection,
+                     "value": self.best.get("value"), "metrics": best_record},
+            "last_eval": {"epoch": last_eval.get("epoch"), "metrics": last_eval},
+            "provenance": provenance(),
+        }
+
+    def _synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def _epoch_key(step_key: str) -> str:
+    """Name of a step statistic's epoch mean: ``time/mean_<name>_s`` for durations, ``train/<key>`` otherwise."""
+    if step_key.endswith("_time_s"):
+        return f"time/mean_{step_key[: -len('_time_s')]}_s"
+    return f"train/{step_key}"
+
+
+def _as_float(value: Any) -> float:
+    if isinstance(value, torch.Tensor):
+        return float(value.detach().float().mean()) if value.numel() else float("nan")
+    if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+        return float(value)
+    return float("nan")
+
+
+def _nan_mean(values: list[float]) -> float | None:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else None
+
+
+def _describe(record: dict[str, Any], best: dict[str, Any], selection: str | None, epochs: int) -> str:
+    parts = [f"epoch {record['epoch']}/{epochs}"]
+    if record.get("train/loss") is not None:
+        parts.append(f"loss {record['train/loss']:.4f}")
+    if record.get("train/active_fraction") is not None:
+        parts.append(f"active {record['train/active_fraction']:.2f}")
+    if selection is not None and selection in record:
+        parts.append(f"{selection.removeprefix('val/')} {record[selection]:.2f} "
+                     f"(best {best['value']:.2f} at epoch {best['epoch']})")
+    if record.get("time/epoch_s") is not None:
+        parts.append(f"{record['time/epoch_s']:.1f} s")
+    return "  ".join(parts)
