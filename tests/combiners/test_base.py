@@ -14,6 +14,21 @@ def test_registered_names() -> None:
 
 
 @pytest.mark.parametrize("name", ["attention-fusion", "combiner", "sum"])
+def test_the_registration_names_the_combiner_and_its_saved_config(name: str) -> None:
+    combiner = build_combiner(name, dim=4)
+    assert type(combiner).registry_name == name and combiner.config()["name"] == name
+    description = COMBINERS.describe(name)
+    assert description and "``" not in description
+
+
+def test_help_texts_come_from_the_registry() -> None:
+    assert COMBINERS.summary().startswith("attention-fusion (Gated fusion of projected image and text features")
+    assert "combiner (CLIP4Cir's Combiner:" in COMBINERS.summary()
+    assert COMBINERS.options("combiner") == {"projection_dim": None, "hidden_dim": None, "dropout": 0.5}
+    assert COMBINERS.options("sum") == {}
+
+
+@pytest.mark.parametrize("name", ["attention-fusion", "combiner", "sum"])
 def test_every_combiner_returns_unit_vectors_of_dim(name: str) -> None:
     combiner = build_combiner(name, dim=12).eval()
     out = combiner(torch.randn(5, 12), torch.randn(5, 12))
@@ -25,7 +40,8 @@ def test_every_combiner_returns_unit_vectors_of_dim(name: str) -> None:
 def test_unknown_name_and_option_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="unknown combiner 'mlp'"):
         build_combiner("mlp", dim=8)
-    with pytest.raises(ConfigError, match="its options are: projection_dim, hidden_dim, dropout"):
+    with pytest.raises(ConfigError, match="^combiner 'combiner': got an unexpected keyword argument 'hiden_dim'; "
+                                          "its options are: projection_dim, hidden_dim, dropout$"):
         build_combiner("combiner", dim=8, hiden_dim=3)
     with pytest.raises(ConfigError, match="its options are: none"):
         build_combiner("sum", dim=8, dropout=0.1)

@@ -1,4 +1,4 @@
-"""The loss registry, build_loss's option checks and the in-batch negatives helper."""
+"""The loss registry, build_loss's option checks, the statistics contract and the in-batch negatives helper."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cirlab.errors import ConfigError
-from cirlab.losses import LOSSES, ContrastiveLoss, LossOutput, TripletLoss, build_loss
+from cirlab.losses import COMMON_STATS, LOSSES, ContrastiveLoss, Loss, LossOutput, TripletLoss, build_loss
 from cirlab.losses.base import in_batch_negatives
 
 
@@ -17,10 +17,24 @@ def test_registry_names_and_build() -> None:
 
 
 def test_build_loss_refuses_unknown_name_and_option() -> None:
-    with pytest.raises(ConfigError, match="unknown loss 'arcface'"):
+    with pytest.raises(ConfigError, match="unknown loss 'arcface'; known: contrastive, triplet"):
         build_loss("arcface")
-    with pytest.raises(ConfigError, match="its options are: margin, distance, reduction"):
-        build_loss("triplet", temperature=0.1)
+    with pytest.raises(ConfigError, match="^loss 'triplet': got an unexpected keyword argument 'logit_scale'; "
+                                          "its options are: margin, distance, reduction$"):
+        build_loss("triplet", logit_scale=100.0)
+
+
+@pytest.mark.parametrize("name", ["triplet", "contrastive"])
+def test_every_loss_is_named_and_described_by_its_registration(name: str) -> None:
+    loss = build_loss(name)
+    assert isinstance(loss, Loss) and type(loss).registry_name == name
+    description = LOSSES.describe(name)
+    assert description and "``" not in description
+
+
+def test_options_and_defaults_come_from_the_signature() -> None:
+    assert LOSSES.options("triplet") == {"margin": 0.2, "distance": "cosine", "reduction": "mean"}
+    assert LOSSES.options("contrastive") == {"logit_scale": 100.0, "active_ratio": 0.01}
 
 
 def test_in_batch_negatives_match_a_loop() -> None:
@@ -37,13 +51,18 @@ def test_in_batch_negatives_need_two_items() -> None:
         in_batch_negatives(torch.zeros(1, 3))
 
 
-@pytest.mark.parametrize("name", ["triplet", "contrastive"])
-def test_every_loss_reports_the_common_stats(name: str) -> None:
+@pytest.mark.parametrize("name", LOSSES.names())
+@pytest.mark.parametrize("mined", [True, False])
+def test_every_loss_reports_what_it_declares(name: str, mined: bool) -> None:
+    """The statistics contract: a loss reports only keys of its class's ``logged_stats`` (the trainer logs those)."""
     generator = torch.Generator().manual_seed(0)
+    negatives = torch.randn(3, 2, 4, generator=generator) if mined else None
     output = build_loss(name)(torch.randn(3, 4, generator=generator), torch.randn(3, 4, generator=generator),
-                              torch.randn(3, 2, 4, generator=generator))
+                              negatives)
     assert isinstance(output, LossOutput) and output.loss.ndim == 0
-    assert {"active_fraction", "mean_d_pos", "mean_d_neg"} <= set(output.stats)
+    declared = LOSSES.get(name).logged_stats
+    assert set(output.stats) <= set(declared) and len(set(declared)) == len(declared)
+    assert set(COMMON_STATS) <= set(output.stats)  # the built-in losses report all of them every step
     assert all(isinstance(value, float) for value in output.stats.values())
 
 

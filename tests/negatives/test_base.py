@@ -1,4 +1,4 @@
-"""What every sampler shares: the registry, input checks, determinism, the guard and statistics."""
+"""What every sampler shares: the registry, input checks, determinism, the guard and declared statistics."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cirlab.errors import ConfigError
-from cirlab.negatives import COMMON_STATS, SAMPLERS, BatchInfo, NegativeSampler, build_sampler
+from cirlab.negatives import COMMON_STATS, SAMPLERS, BatchInfo, GallerySampler, NegativeSampler, build_sampler
 
 from .conftest import naive_excluded, near_target_queries
 
@@ -21,6 +21,48 @@ def _inputs(gallery, seed=0):
 
 def test_registry_names() -> None:
     assert SAMPLERS.names() == ALL
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_sampler_is_named_and_described_by_its_registration(gallery, name: str) -> None:
+    sampler = build_sampler(name, gallery)
+    assert type(sampler).registry_name == name and sampler.config()["name"] == name
+    description = SAMPLERS.describe(name)
+    assert description and "``" not in description
+    assert {"near_duplicate_threshold", "chunk_size"} <= set(SAMPLERS.options(name))
+
+
+def test_options_and_defaults_come_from_the_signature() -> None:
+    assert SAMPLERS.options("hard") == {"top_m": None, "near_duplicate_threshold": 0.98, "chunk_size": None}
+    assert "curriculum (" in SAMPLERS.summary() and "semi-hard (" in SAMPLERS.summary()
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("progress", [0.1, 0.9])
+def test_every_sampler_reports_exactly_what_it_declares(gallery, name: str, progress: float) -> None:
+    """The statistics contract: the trainer logs ``logged_stats`` and merges ``gauge_stats`` by maximum."""
+    sampler = build_sampler(name, gallery)
+    cls = type(sampler)
+    assert cls.logged_stats[:len(COMMON_STATS)] == COMMON_STATS and len(set(cls.logged_stats)) == len(cls.logged_stats)
+    assert cls.gauge_stats <= set(cls.logged_stats)
+    queries, positives, batch = _inputs(gallery)
+    sampler.sample(queries, positives, BatchInfo(batch.categories, progress), 5, torch.Generator().manual_seed(2))
+    assert list(sampler.stats()) == list(sampler.logged_stats)
+    assert set(cls.logged_stats) <= set(sampler.logged_stats) and sampler.gauge_stats <= set(sampler.logged_stats)
+    if name != "curriculum":  # only a curriculum adds its stages' statistics to its class's
+        assert sampler.logged_stats == cls.logged_stats and sampler.gauge_stats == cls.gauge_stats
+
+
+def test_curriculum_declares_its_stages_statistics_and_its_stage_gauge(gallery) -> None:
+    sampler = build_sampler("curriculum", gallery, stages=["random", "semi-hard"], milestones=[0.5])
+    assert type(sampler).gauge_stats == frozenset({"stage"}) and sampler.gauge_stats == frozenset({"stage"})
+    assert sampler.logged_stats == (*COMMON_STATS, "stage", *(f"random/{key}" for key in COMMON_STATS),
+                                    *(f"semi-hard/{key}" for key in (*COMMON_STATS, "semi_hard_candidates")))
+
+
+def test_samplers_without_own_statistics_declare_the_common_ones() -> None:
+    assert GallerySampler.logged_stats == COMMON_STATS and GallerySampler.gauge_stats == frozenset()
+    assert SAMPLERS.get("hard").logged_stats == COMMON_STATS and SAMPLERS.get("random").gauge_stats == frozenset()
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -63,7 +105,8 @@ def test_queries_are_taken_as_they_come(gallery, name: str) -> None:
 def test_unknown_sampler_and_option(gallery) -> None:
     with pytest.raises(ConfigError, match="unknown negative sampler 'hardest'"):
         build_sampler("hardest", gallery)
-    with pytest.raises(ConfigError, match="negative sampler 'random'.*its options are"):
+    with pytest.raises(ConfigError, match="^negative sampler 'random': got an unexpected keyword argument 'margin'; "
+                                          "its options are: near_duplicate_threshold, chunk_size, max_redraws$"):
         build_sampler("random", gallery, margin=0.2)
     with pytest.raises(ConfigError, match="chunk_size must be at least 1"):
         build_sampler("hard", gallery, chunk_size=0)

@@ -7,8 +7,8 @@ from unittest.mock import patch
 import pytest
 import torch
 
+from cirlab.distances import EuclideanDistance
 from cirlab.errors import ConfigError
-from cirlab.losses import EuclideanDistance
 from cirlab.negatives import BatchInfo, Gallery, SemiHardSampler, build_sampler
 from cirlab.negatives.semi_hard import TIE_TOLERANCE
 

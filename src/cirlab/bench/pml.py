@@ -88,7 +88,7 @@ def cirlab_in_batch(queries: Tensor, targets: Tensor, k: int, distance: str, gen
 
 def boundary_anchors(queries: Tensor, targets: Tensor, distance: str) -> Tensor:
     """Per anchor, the number of triplets within :data:`BOUNDARY_BAND` (in cosine) of a window boundary."""
-    from cirlab.losses.distances import build_distance
+    from cirlab.distances import build_distance
 
     metric = build_distance(distance)
     cosines = queries.double() @ targets.double().T

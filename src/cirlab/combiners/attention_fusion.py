@@ -29,7 +29,7 @@ from cirlab.combiners.base import COMBINERS, Combiner, check_dropout, resolve_wi
 
 @COMBINERS.register("attention-fusion")
 class AttentionFusionCombiner(Combiner):
-    """Gated fusion of projected image and text features, projected back to ``dim`` and normalised.
+    """Gated fusion of projected image and text features, projected back to the feature size and normalised.
 
     Args:
         dim: feature dimension ``d`` of the encoders.
@@ -38,14 +38,12 @@ class AttentionFusionCombiner(Combiner):
         dropout: dropout probability after the projections and inside the fusion MLP.
     """
 
-    name = "attention-fusion"
-
     def __init__(self, dim: int, projection_dim: int | None = None, hidden_dim: int | None = None,
                  dropout: float = 0.5) -> None:
         super().__init__(dim)
-        self.projection_dim = resolve_width(projection_dim, self.dim, 2, "projection_dim", self.name)
-        self.hidden_dim = resolve_width(hidden_dim, self.dim, 4, "hidden_dim", self.name)
-        self.dropout = check_dropout(dropout, self.name)
+        self.projection_dim = resolve_width(projection_dim, self.dim, 2, "projection_dim", self.registry_name)
+        self.hidden_dim = resolve_width(hidden_dim, self.dim, 4, "hidden_dim", self.registry_name)
+        self.dropout = check_dropout(dropout, self.registry_name)
         p, h = self.projection_dim, self.hidden_dim
 
         self.text_projection = nn.Linear(self.dim, p)

@@ -10,7 +10,6 @@ CLIP4Cir feeds them) to an L2-normalised query embedding in the image space::
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
@@ -19,19 +18,19 @@ from cirlab.errors import ConfigError
 from cirlab.registry import Registry
 
 #: Combiner classes by name; :func:`build_combiner` instantiates them.
-COMBINERS: Registry[type[Combiner]] = Registry("combiner")
+COMBINERS: Registry[type[Combiner]] = Registry("combiner", inputs=("dim",))
 
 
 class Combiner(nn.Module):
     """Base class of every combiner: ``forward(image [B, d], text [B, d]) -> [B, d]`` (unit norm)."""
 
-    #: The registry name, stored in :meth:`config`.
-    name: ClassVar[str] = ""
+    #: The name this class is registered under (set by :data:`COMBINERS`), stored in :meth:`config`.
+    registry_name: ClassVar[str] = ""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         if int(dim) < 1:
-            raise ConfigError(f"combiner {self.name!r}: dim must be a positive integer, got {dim}")
+            raise ConfigError(f"combiner {self.registry_name!r}: dim must be a positive integer, got {dim}")
         self.dim = int(dim)
 
     def forward(self, image_features: Tensor, text_features: Tensor) -> Tensor:
@@ -43,25 +42,19 @@ class Combiner(nn.Module):
 
     def config(self) -> dict[str, Any]:
         """JSON-ready ``{"name", "dim", **options}``: ``build_combiner(**config)`` rebuilds the architecture."""
-        return {"name": self.name, "dim": self.dim, **self.options()}
+        return {"name": self.registry_name, "dim": self.dim, **self.options()}
 
     def check_inputs(self, image_features: Tensor, text_features: Tensor) -> None:
         """Raise ValueError unless both inputs are ``[B, dim]``."""
         expected = (image_features.shape[0], self.dim) if image_features.ndim == 2 else None
         if expected is None or tuple(image_features.shape) != expected or tuple(text_features.shape) != expected:
-            raise ValueError(f"combiner {self.name!r} expects image and text features of shape [B, {self.dim}]; "
-                             f"got {tuple(image_features.shape)} and {tuple(text_features.shape)}")
+            raise ValueError(f"combiner {self.registry_name!r} expects image and text features of shape "
+                             f"[B, {self.dim}]; got {tuple(image_features.shape)} and {tuple(text_features.shape)}")
 
 
 def build_combiner(name: str, dim: int, **kwargs: Any) -> Combiner:
     """The combiner registered as ``name`` for ``dim``-dimensional features (unknown options: ConfigError)."""
-    factory = COMBINERS.get(name)
-    try:
-        inspect.signature(factory).bind(dim, **kwargs)
-    except TypeError as error:
-        known = [p for p in inspect.signature(factory).parameters if p not in ("self", "dim")]
-        raise ConfigError(f"combiner {name!r}: {error}; its options are: {', '.join(known) or 'none'}") from None
-    return factory(dim, **kwargs)
+    return COMBINERS.build(name, dim, **kwargs)
 
 
 def resolve_width(value: int | None, dim: int, multiple: int, what: str, combiner: str) -> int:

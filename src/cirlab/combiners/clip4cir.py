@@ -27,7 +27,7 @@ from cirlab.combiners.base import COMBINERS, Combiner, check_dropout, resolve_wi
 
 @COMBINERS.register("combiner")
 class CLIP4CirCombiner(Combiner):
-    """Projections, a fused hidden layer and a learned convex mix of the raw text and image features.
+    """CLIP4Cir's Combiner: projections, a fused hidden layer and a learned mix of the raw features.
 
     Args:
         dim: feature dimension ``d`` of the encoders.
@@ -36,14 +36,12 @@ class CLIP4CirCombiner(Combiner):
         dropout: dropout probability of every dropout layer (CLIP4Cir: 0.5).
     """
 
-    name = "combiner"
-
     def __init__(self, dim: int, projection_dim: int | None = None, hidden_dim: int | None = None,
                  dropout: float = 0.5) -> None:
         super().__init__(dim)
-        self.projection_dim = resolve_width(projection_dim, self.dim, 4, "projection_dim", self.name)
-        self.hidden_dim = resolve_width(hidden_dim, self.dim, 8, "hidden_dim", self.name)
-        self.dropout = check_dropout(dropout, self.name)
+        self.projection_dim = resolve_width(projection_dim, self.dim, 4, "projection_dim", self.registry_name)
+        self.hidden_dim = resolve_width(hidden_dim, self.dim, 8, "hidden_dim", self.registry_name)
+        self.dropout = check_dropout(dropout, self.registry_name)
         p, h = self.projection_dim, self.hidden_dim
 
         self.text_projection_layer = nn.Linear(self.dim, p)

@@ -15,8 +15,6 @@ class SumCombiner(Combiner):
     CLIP4Cir reports this as its zero-shot baseline: a floor that any trained combiner must beat.
     """
 
-    name = "sum"
-
     def forward(self, image_features: Tensor, text_features: Tensor) -> Tensor:
         """``normalize(image_features + text_features)``, ``[B, d]``."""
         self.check_inputs(image_features, text_features)

@@ -1,17 +1,16 @@
-"""What every loss returns, the loss registry, and :func:`build_loss`.
+"""The loss contract, what every loss returns, the loss registry, and :func:`build_loss`.
 
 All losses share one call signature, so that the trainer can swap them by name::
 
     output = loss(queries, positives, negatives)   # [B, d], [B, d], [B, k, d] or None
     output.loss.backward()
-    log(output.stats)                              # active_fraction, mean_d_pos, mean_d_neg, ...
+    log(output.stats)                              # the keys of type(loss).logged_stats
 """
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -19,37 +18,46 @@ from torch import Tensor, nn
 from cirlab.errors import ConfigError
 from cirlab.registry import Registry
 
-#: Loss classes by name (``triplet``, ``contrastive``); :func:`build_loss` instantiates them.
-LOSSES: Registry[type[nn.Module]] = Registry("loss")
+#: Statistics every built-in loss reports: the share of (anchor, negative) terms that contribute to the
+#: gradient (as each loss defines it), and the mean anchor–positive and anchor–negative distances.
+COMMON_STATS: tuple[str, ...] = ("active_fraction", "mean_d_pos", "mean_d_neg")
 
 
 @dataclass
 class LossOutput:
-    """A loss value and the statistics that explain it.
+    """A loss value and the statistics that explain it (plain floats, ready to log).
 
-    ``stats`` always holds ``active_fraction`` (share of (anchor, negative) terms that contribute to the
-    gradient, as each loss defines it), ``mean_d_pos`` and ``mean_d_neg`` (mean anchor–positive and
-    anchor–negative distances under the loss's distance). Values are plain floats, ready to log.
+    ``stats`` holds keys of the loss's :attr:`Loss.logged_stats` (for the built-in losses, all of
+    :data:`COMMON_STATS`).
     """
 
     loss: Tensor
     stats: dict[str, float] = field(default_factory=dict)
 
 
-def build_loss(name: str, **kwargs: Any) -> nn.Module:
+class Loss(nn.Module):
+    """Base class of every loss: ``forward(queries [B, d], positives [B, d], negatives [B, k, d] | None)``.
+
+    Subclasses return a :class:`LossOutput` whose ``stats`` keys are among :attr:`logged_stats`, which
+    is what the trainer logs for this loss.
+    """
+
+    #: The name this class is registered under (set by :data:`LOSSES`).
+    registry_name: ClassVar[str] = ""
+    #: Keys that :attr:`LossOutput.stats` may hold.
+    logged_stats: ClassVar[tuple[str, ...]] = COMMON_STATS
+
+    def forward(self, queries: Tensor, positives: Tensor, negatives: Tensor | None = None) -> LossOutput:
+        raise NotImplementedError
+
+
+#: Loss classes by name (``triplet``, ``contrastive``); :func:`build_loss` instantiates them.
+LOSSES: Registry[type[Loss]] = Registry("loss")
+
+
+def build_loss(name: str, **kwargs: Any) -> Loss:
     """The loss registered as ``name``, built with ``kwargs`` (an unknown option is a ConfigError)."""
-    factory = LOSSES.get(name)
-    check_options(factory, f"loss {name!r}", kwargs)
-    return factory(**kwargs)
-
-
-def check_options(factory: Any, what: str, options: dict[str, Any]) -> None:
-    """Raise a one-line ConfigError when ``options`` do not fit ``factory``'s signature."""
-    try:
-        inspect.signature(factory).bind(**options)
-    except TypeError as error:
-        known = [p for p in inspect.signature(factory).parameters if p not in ("self", "args", "kwargs")]
-        raise ConfigError(f"{what}: {error}; its options are: {', '.join(known) or 'none'}") from None
+    return LOSSES.build(name, **kwargs)
 
 
 def batch_stats(**values: Tensor) -> dict[str, float]:

@@ -21,14 +21,14 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from cirlab.errors import ConfigError
-from cirlab.losses.base import LOSSES, LossOutput, batch_stats, check_inputs
+from cirlab.losses.base import LOSSES, Loss, LossOutput, batch_stats, check_inputs
 
 
 @LOSSES.register("contrastive")
-class ContrastiveLoss(nn.Module):
+class ContrastiveLoss(Loss):
     """Batch cross-entropy with a fixed logit scale (CLIP4Cir), optionally with per-row mined negatives.
 
     Args:

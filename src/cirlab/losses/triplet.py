@@ -16,23 +16,23 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from cirlab.distances import Distance, build_distance
 from cirlab.errors import ConfigError
-from cirlab.losses.base import LOSSES, LossOutput, batch_stats, check_inputs, in_batch_negatives
-from cirlab.losses.distances import Distance, build_distance
+from cirlab.losses.base import LOSSES, Loss, LossOutput, batch_stats, check_inputs, in_batch_negatives
 
 REDUCTIONS: tuple[str, ...] = ("mean", "nonzero")
 
 
 @LOSSES.register("triplet")
-class TripletLoss(nn.Module):
+class TripletLoss(Loss):
     """Triplet margin loss with an injected distance.
 
     Args:
         margin: required gap between the anchor–negative and anchor–positive distances.
         distance: ``"cosine"`` (1 - cos, the default), ``"euclidean"``, a config dict, or a
-            :class:`~cirlab.losses.distances.Distance`. Both built-in distances normalise their inputs.
+            :class:`~cirlab.distances.Distance`. Both built-in distances normalise their inputs.
         reduction: ``"mean"`` averages all ``B * k`` terms; ``"nonzero"`` averages only the terms with
             a non-zero loss (so that easy negatives do not dilute the gradient as training advances).
     """
@@ -64,4 +64,4 @@ class TripletLoss(nn.Module):
         return LossOutput(loss=loss, stats=stats)
 
     def extra_repr(self) -> str:
-        return f"margin={self.margin}, distance={self.distance.name}, reduction={self.reduction}"
+        return f"margin={self.margin}, distance={self.distance.registry_name}, reduction={self.reduction}"

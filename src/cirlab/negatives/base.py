@@ -7,13 +7,15 @@ their targets, which ``k`` gallery items should each query be pushed away from? 
     negatives = sampler.sample(queries, positives, BatchInfo(categories, progress), k=16, generator=g)
     sampler.stats()   # {"queries": ..., "guard_exact_duplicates": ..., "fallback_negatives": ...}
 
+Each sampler class declares the statistics it reports (``logged_stats``) and which of them are states
+rather than counters (``gauge_stats``), so that whoever logs them needs no list of its own.
+
 Samplers are pure functions of their inputs and the ``torch.Generator`` (their statistics aside), so
 the same seed gives the same negatives, and each can be tested against a naive loop.
 """
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
@@ -51,20 +53,19 @@ class NegativeSampler(Protocol):
         """Zero the counters."""
         ...
 
+    #: The keys :meth:`stats` reports.
+    logged_stats: tuple[str, ...]
+    #: Keys of :attr:`logged_stats` merged over processes by their maximum (states), not their sum.
+    gauge_stats: frozenset[str]
+
 
 #: Sampler classes by name; :func:`build_sampler` instantiates them.
-SAMPLERS: Registry[type[GallerySampler]] = Registry("negative sampler")
+SAMPLERS: Registry[type[GallerySampler]] = Registry("negative sampler", inputs=("gallery",))
 
 
 def build_sampler(name: str, gallery: Gallery, **kwargs: Any) -> GallerySampler:
     """The sampler registered as ``name`` over ``gallery`` (unknown options: ConfigError)."""
-    factory = SAMPLERS.get(name)
-    try:
-        inspect.signature(factory).bind(gallery, **kwargs)
-    except TypeError as error:
-        known = [p for p in inspect.signature(factory).parameters if p not in ("self", "gallery")]
-        raise ConfigError(f"negative sampler {name!r}: {error}; its options are: {', '.join(known)}") from None
-    return factory(gallery, **kwargs)
+    return SAMPLERS.build(name, gallery, **kwargs)
 
 
 class GallerySampler:
@@ -78,16 +79,22 @@ class GallerySampler:
             one chunk holds about 8M similarities (:data:`~cirlab.negatives.scan.CHUNK_ELEMENTS`).
     """
 
-    name: ClassVar[str] = ""
-    #: Counters of this sampler beyond :data:`COMMON_STATS`.
-    extra_stats: ClassVar[tuple[str, ...]] = ()
+    #: The name this class is registered under (set by :data:`SAMPLERS`).
+    registry_name: ClassVar[str] = ""
+    #: The keys :meth:`stats` reports: :data:`COMMON_STATS`, then the sampler's own counters. Declared
+    #: by each class; an instance that reports more (a curriculum: its stages') extends its own copy.
+    logged_stats: tuple[str, ...] = COMMON_STATS
+    #: Keys of :attr:`logged_stats` that are states, not counters: merged over processes by their
+    #: maximum instead of their sum.
+    gauge_stats: frozenset[str] = frozenset()
 
     def __init__(self, gallery: Gallery, near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
                  chunk_size: int | None = None) -> None:
         if not isinstance(gallery, Gallery):
-            raise ConfigError(f"negative sampler {self.name!r} needs a Gallery, got {type(gallery).__name__}")
+            raise ConfigError(f"negative sampler {self.registry_name!r} needs a Gallery, "
+                              f"got {type(gallery).__name__}")
         if chunk_size is not None and int(chunk_size) < 1:
-            raise ConfigError(f"negative sampler {self.name!r}: chunk_size must be at least 1 (or null for "
+            raise ConfigError(f"negative sampler {self.registry_name!r}: chunk_size must be at least 1 (or null for "
                               f"automatic), got {chunk_size}")
         self.gallery = gallery
         self.guard = DuplicateGuard(gallery, near_duplicate_threshold)
@@ -128,7 +135,7 @@ class GallerySampler:
     def reset_stats(self) -> None:
         """Zero every counter."""
         self._counters = {name: torch.zeros((), dtype=torch.float64, device=self.gallery.device)
-                          for name in (*COMMON_STATS, *self.extra_stats)}
+                          for name in type(self).logged_stats}
 
     def count(self, name: str, value: Tensor | int | float) -> None:
         """Add ``value`` to counter ``name`` (tensors stay on the device: no synchronisation)."""
@@ -136,7 +143,7 @@ class GallerySampler:
 
     def config(self) -> dict[str, Any]:
         """The sampler's name and options, for logs and run records."""
-        return {"name": self.name, "near_duplicate_threshold": self.guard.near_duplicate_threshold,
+        return {"name": self.registry_name, "near_duplicate_threshold": self.guard.near_duplicate_threshold,
                 "chunk_size": self.chunk_size, **self.options()}
 
     def options(self) -> dict[str, Any]:
@@ -146,20 +153,21 @@ class GallerySampler:
     # ---------------------------------------------------------------- helpers
     def _check_inputs(self, queries: Tensor, positives: Tensor, batch: BatchInfo, k: int,
                       generator: torch.Generator) -> None:
+        name = self.registry_name
         size = positives.shape[0] if positives.ndim == 1 else -1
         if queries.ndim != 2 or queries.shape != (size, self.gallery.dim):
-            raise ValueError(f"{self.name}: queries must be [B, {self.gallery.dim}] and positives [B]; got "
+            raise ValueError(f"{name}: queries must be [B, {self.gallery.dim}] and positives [B]; got "
                              f"{tuple(queries.shape)} and {tuple(positives.shape)}")
         if positives.dtype != torch.long or (size and not 0 <= int(positives.min()) <= int(positives.max())
                                              < len(self.gallery)):
-            raise ValueError(f"{self.name}: positives must be long gallery indices in [0, {len(self.gallery)})")
+            raise ValueError(f"{name}: positives must be long gallery indices in [0, {len(self.gallery)})")
         if batch.categories.shape != (size,):
-            raise ValueError(f"{self.name}: batch.categories must be [B] = [{size}], "
+            raise ValueError(f"{name}: batch.categories must be [B] = [{size}], "
                              f"got {tuple(batch.categories.shape)}")
         if int(k) < 1:
-            raise ConfigError(f"{self.name}: the number of negatives per query must be at least 1, got {k}")
+            raise ConfigError(f"{name}: the number of negatives per query must be at least 1, got {k}")
         if not isinstance(generator, torch.Generator):
-            raise TypeError(f"{self.name}: generator must be a torch.Generator, got {type(generator).__name__}")
+            raise TypeError(f"{name}: generator must be a torch.Generator, got {type(generator).__name__}")
 
     def add_guard_counts(self, exact: Tensor, near: Tensor) -> None:
         """Count guard firings: ``exact`` and ``near`` are masks (or counts) of blocked would-be negatives."""

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from cirlab.errors import ConfigError
-from cirlab.negatives.base import SAMPLERS, GallerySampler
+from cirlab.negatives.base import COMMON_STATS, SAMPLERS, GallerySampler
 from cirlab.negatives.draw import ANY, OTHER, SAME, GuardedDraw
 from cirlab.negatives.gallery import BatchInfo, Gallery
 from cirlab.negatives.guard import DEFAULT_NEAR_DUPLICATE_THRESHOLD
@@ -38,8 +38,7 @@ class CategorySampler(GallerySampler):
         max_redraws: redraws of a slot that hit a duplicate before the exact scan settles it.
     """
 
-    name = "category"
-    extra_stats = ("from_same_category", "from_other_category", "from_anywhere", "category_fallback")
+    logged_stats = (*COMMON_STATS, "from_same_category", "from_other_category", "from_anywhere", "category_fallback")
 
     def __init__(self, gallery: Gallery, ratios: Sequence[float] = DEFAULT_RATIOS,
                  near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD,

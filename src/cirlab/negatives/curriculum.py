@@ -10,7 +10,8 @@ The schedule is a list of stages (any registered samplers) and the training-prog
 each next stage takes over. With ``ramp > 0`` the change is gradual: over the ``ramp`` of progress
 before a milestone, a linearly growing share of each query's ``k`` negatives comes from the next stage.
 Statistics are the sum of the stages' common counters, plus each stage's own under ``"<stage>/<name>"``
-and ``stage`` (the index of the stage that served most recently).
+and ``stage`` (the index of the stage that served most recently, a gauge). A curriculum's
+``logged_stats`` and ``gauge_stats`` therefore list, beyond the class's, the prefixed keys of its stages.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ DEFAULT_MILESTONES: tuple[float, ...] = (0.2, 0.5)
 
 @SAMPLERS.register("curriculum")
 class CurriculumSampler(GallerySampler):
-    """Switches (or blends) between samplers as ``BatchInfo.progress`` advances.
+    """Switches (or blends) from easier to harder samplers as training progresses.
+
+    Training progress (0 to 1) is read from ``BatchInfo.progress``.
 
     Args:
         stages: sampler names, easiest first (``curriculum`` itself excluded).
@@ -43,8 +46,8 @@ class CurriculumSampler(GallerySampler):
         stage_options: keyword arguments per stage name, e.g. ``{"semi-hard": {"margin": 0.2}}``.
     """
 
-    name = "curriculum"
-    extra_stats = ("stage",)
+    logged_stats = (*COMMON_STATS, "stage")
+    gauge_stats = frozenset({"stage"})
 
     def __init__(self, gallery: Gallery, stages: Sequence[str] = DEFAULT_STAGES,
                  milestones: Sequence[float] = DEFAULT_MILESTONES, ramp: float = 0.0,
@@ -52,7 +55,7 @@ class CurriculumSampler(GallerySampler):
                  near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
                  chunk_size: int | None = None) -> None:
         stages, milestones = list(stages), [float(m) for m in milestones]
-        if not stages or self.name in stages:
+        if not stages or self.registry_name in stages:
             raise ConfigError(f"curriculum sampler: stages must list other samplers, got {stages}")
         if len(milestones) != len(stages) - 1 or any(not 0 < m <= 1 for m in milestones) \
                 or any(b <= a for a, b in itertools.pairwise(milestones)):
@@ -70,6 +73,11 @@ class CurriculumSampler(GallerySampler):
         self.stages = [build_sampler(name, gallery, near_duplicate_threshold=near_duplicate_threshold,
                                      chunk_size=chunk_size, **self.stage_options.get(name, {}))
                        for name in stages]
+        stage_stats = list(zip(stages, self.stages))
+        self.logged_stats = tuple(dict.fromkeys([*type(self).logged_stats, *(
+            f"{name}/{key}" for name, sampler in stage_stats for key in sampler.logged_stats)]))
+        self.gauge_stats = type(self).gauge_stats | {
+            f"{name}/{key}" for name, sampler in stage_stats for key in sampler.gauge_stats}
         super().__init__(gallery, near_duplicate_threshold, chunk_size)
 
     def schedule(self, progress: float) -> tuple[int, float]:

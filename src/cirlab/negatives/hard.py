@@ -11,6 +11,10 @@ slack among its closest items is scanned again, with the guard applied to every 
 ``guard_exact_duplicates`` / ``guard_near_duplicates`` count the duplicates that an unguarded ranking
 would have put in the top ``top_m``. When the gallery holds fewer than ``k`` admissible items for a
 query, picks are repeated (``fallback_negatives`` counts the repeats).
+
+"Closest" ranks by the cosine of the normalised query and gallery features. Every registered distance
+(:mod:`cirlab.distances`) is a decreasing function of that cosine, so the ranking, and hence the
+sampler, is the same whichever distance the loss uses: unlike ``semi-hard``, it needs no distance option.
 """
 
 from __future__ import annotations
@@ -27,14 +31,12 @@ from cirlab.negatives.scan import GUARD_SLACK, RunningTopK, compact, fill_cyclic
 
 @SAMPLERS.register("hard")
 class HardSampler(GallerySampler):
-    """The ``k`` closest admissible gallery items (or ``k`` uniform among the ``top_m`` closest).
+    """The k gallery items closest to the query (or k drawn uniformly among the top_m closest).
 
     Args:
         top_m: size of the pool the ``k`` negatives are drawn from; None (or ``<= k``) returns the
             ``k`` closest themselves.
     """
-
-    name = "hard"
 
     def __init__(self, gallery: Gallery, top_m: int | None = None,
                  near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD,

@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from cirlab.distances import Distance, build_distance
 from cirlab.errors import ConfigError
-from cirlab.losses.distances import Distance, build_distance
-from cirlab.negatives.base import SAMPLERS, GallerySampler
+from cirlab.negatives.base import COMMON_STATS, SAMPLERS, GallerySampler
 from cirlab.negatives.gallery import BatchInfo, Gallery
 from cirlab.negatives.guard import DEFAULT_NEAR_DUPLICATE_THRESHOLD, no_negative_error
 from cirlab.negatives.scan import GUARD_SLACK, RandomKeys, RunningTopK, compact, fill_cyclic, scan_gallery
@@ -40,15 +40,16 @@ TIE_TOLERANCE = 1e-5
 
 @SAMPLERS.register("semi-hard")
 class SemiHardSampler(GallerySampler):
-    """Uniform negatives from the semi-hard window ``d(q, p) < d(q, n) < d(q, p) + margin``.
+    """Uniform negatives from the semi-hard window d(q, p) < d(q, n) < d(q, p) + margin.
 
     Args:
         margin: width of the window, in units of ``distance`` (match the triplet loss's margin).
-        distance: ``"cosine"`` (1 - cos, default) or ``"euclidean"`` (between unit vectors).
+        distance: a registered distance (:data:`~cirlab.distances.DISTANCES`: ``"cosine"``, 1 - cos, the
+            default, or ``"euclidean"`` between unit vectors), its config dict, or a
+            :class:`~cirlab.distances.Distance`; use the triplet loss's.
     """
 
-    name = "semi-hard"
-    extra_stats = ("semi_hard_candidates",)
+    logged_stats = (*COMMON_STATS, "semi_hard_candidates")
 
     def __init__(self, gallery: Gallery, margin: float = 0.2, distance: str | dict[str, Any] | Distance = "cosine",
                  near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD,

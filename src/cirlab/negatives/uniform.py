@@ -20,8 +20,6 @@ class RandomSampler(GallerySampler):
     slots settled by an exact scan after ``max_redraws`` misses.
     """
 
-    name = "random"
-
     def __init__(self, gallery: Gallery, near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
                  chunk_size: int | None = None, max_redraws: int = 8) -> None:
         super().__init__(gallery, near_duplicate_threshold, chunk_size)
