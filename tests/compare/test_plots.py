@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from cirlab.compare.plots import DPI, plot_recall, plot_training, run_colours
+from cirlab.compare.plots import DPI, plot_recall, plot_training, recall_figure, run_styles, training_figure
 from tests.compare.results import made_up_result
 
 
@@ -24,7 +24,33 @@ def test_training_chart_gets_one_loss_panel_per_loss(tmp_path):
         assert three_panels.width == round(3 * 4.4 * DPI)
 
 
-def test_colours_are_stable_per_run_order():
-    first = run_colours(["random", "hard", "category"])
-    assert first == run_colours(["random", "hard", "category"])
-    assert len(set(first.values())) == 3
+def test_styles_are_stable_per_run_order():
+    first = run_styles(["random", "hard", "category"])
+    assert first == run_styles(["random", "hard", "category"])
+    assert run_styles(["random", "hard"]) == {name: first[name] for name in ("random", "hard")}
+    many = run_styles([f"run{i}" for i in range(40)])
+    assert len({(str(s["color"]), s["marker"], s["linestyle"]) for s in many.values()}) == 40
+
+
+def _run_lines(figure):
+    """``{run: {(color, linestyle, marker), ...}}`` over every panel of ``figure`` (baseline lines left out)."""
+    lines = {}
+    for ax in figure.get_axes():
+        for line in ax.get_lines():
+            if not line.get_label().startswith(("_", "untrained", "threshold")):
+                lines.setdefault(line.get_label(), set()).add(
+                    (tuple(line.get_color()), line.get_linestyle(), line.get_marker()))
+    return lines
+
+
+def test_each_run_has_its_own_colour_marker_and_line_style_in_every_chart(tmp_path):
+    """Runs whose curves coincide stay distinguishable: every pair differs in colour, line style and marker."""
+    result = made_up_result(tmp_path, contrastive=True)
+    recall, training = _run_lines(recall_figure(result)), _run_lines(training_figure(result))
+    assert set(recall) == set(training) == set(result.runs)
+    for name in result.runs:
+        assert len(recall[name] | training[name]) == 1  # one style per run, the same in both charts
+    styles = [next(iter(recall[name])) for name in result.runs]
+    for i, one in enumerate(styles):
+        for other in styles[i + 1:]:
+            assert all(a != b for a, b in zip(one, other)), (one, other)

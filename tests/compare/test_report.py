@@ -40,3 +40,18 @@ def test_verdicts_figures_and_command(tmp_path):
     assert command == ("cirlab compare --config synthetic --features /data/features --strategies random,hard,category "
                        f"--epochs 3 --include-contrastive --set batch_size=64 --set loss_options.margin=0.1 "
                        f"--out {Path(tmp_path)}")
+
+
+def test_active_share_is_explained_per_sampler(tmp_path):
+    """Full active share is by construction for semi-hard, by design for hard, a warning only for the others."""
+    result = made_up_result(tmp_path, contrastive=True)
+    result.setup["runs"]["category"]["negatives"] = "semi-hard"
+    text = render_report(result)
+    assert "- **category** (semi-hard negatives): 100% by construction: semi-hard negatives are drawn from inside " \
+           "the margin" in text
+    assert "- **hard** (hard negatives): close to 100% by design" in text
+    for name, sampler in (("random", "random"), ("contrastive-in-batch", "in-batch")):
+        assert f"- **{name}** ({sampler} negatives): expected to fall as training separates targets from " \
+               f"negatives; a share that stays near 100% means the combiner is not separating them." in text
+    assert "the triplet loss stuck at its margin (0.1)" in text
+    assert "means the embedding has collapsed" not in text  # the old claim, false for semi-hard

@@ -16,6 +16,7 @@ from cirlab.compare.visualise import (
     RankedQuery,
     draw_queries,
     pick_queries,
+    query_figure,
     rank_queries,
     resolve_data_root,
 )
@@ -121,3 +122,20 @@ def test_sum_ranking_is_what_the_protocol_scores(cache):
     with torch.no_grad():
         images, texts, _ = validation.query_inputs("dress")
         assert torch.allclose(combiner(images, texts), F.normalize(images + texts, dim=-1))
+
+
+@pytest.mark.parametrize("target_rank", [1233, 98_764, None])
+def test_long_target_ranks_fit_inside_the_figure(target_rank):
+    """The target's label (``rank 1234``, ``rank 98765``, ``outside gallery``) is drawn whole, not clipped."""
+    tile = np.full((16, 16, 3), 128, np.uint8)
+    rows = [RankedQuery("dress", "Is red and has long sleeves", "R", "T", [f"I{i}" for i in range(10)], target_rank)]
+    figure = query_figure(rows, lambda _: tile, title="run")
+    renderer = figure.canvas.get_renderer()
+    figure.draw(renderer)  # lay out (constrained layout) as saving does
+    target_axes = figure.subfigs[0].axes[-1]
+    label = target_axes.title
+    expected = "outside gallery" if target_rank is None else f"rank {target_rank + 1}"
+    assert expected in label.get_text()
+    text, axes, page = label.get_window_extent(renderer), target_axes.get_window_extent(renderer), figure.bbox
+    assert page.x0 <= text.x0 and text.x1 <= page.x1 and page.y0 <= text.y0 and text.y1 <= page.y1
+    assert axes.x0 - 1 <= text.x0 and text.x1 <= axes.x1 + 1  # within its own tile's width

@@ -9,7 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from cirlab.data.captions import eval_caption
 from cirlab.serve import ServeLimits, create_app
+
+from .conftest import val_triplets
 
 
 def png_bytes(size=(40, 48), seed=0) -> bytes:
@@ -50,6 +53,7 @@ def test_health_and_info(client, engine):
     assert info["gallery_size"] == 22 and info["dim"] == 64 and info["index_kind"] == "flat"
     assert info["model"] == "cirlab-vit-tiny" and info["images_available"] is True
     assert info["limits"]["max_k"] == 200 and info["limits"]["max_text_chars"] == 500
+    assert info["validation_queries"] == 21
 
 
 def test_gallery_pages_cover_the_gallery_once(client, engine):
@@ -111,15 +115,58 @@ def test_page_static_files_and_docs(client):
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert "default-src 'self'" in page.headers["content-security-policy"]
     for element in ('data-testid="gallery"', 'data-testid="query-text"', 'data-testid="search-button"',
-                    'data-testid="results"', 'data-testid="reference-upload"', 'data-testid="gallery-category"'):
+                    'data-testid="results"', 'data-testid="reference-upload"', 'data-testid="gallery-category"',
+                    'data-testid="validation-query"'):
         assert element in page.text
     assert client.get("/static/app.js").status_code == 200
     assert client.get("/static/style.css").status_code == 200
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/health", "/api/info", "/api/gallery", "/images/{image_id}", "/api/search"} <= set(paths)
+    assert {"/health", "/api/info", "/api/gallery", "/api/validation-queries", "/images/{image_id}",
+            "/api/search"} <= set(paths)
     form = paths["/api/search"]["post"]["requestBody"]["content"]["multipart/form-data"]
     assert form is not None
+
+
+def test_validation_queries_are_the_caches_val_triplets_with_a_target_in_the_gallery(client, gallery):
+    expected = [{"category": category, "reference_id": reference, "caption": eval_caption(captions),
+                 "target_id": target, "reference_url": f"/images/{reference}", "target_url": f"/images/{target}"}
+                for category, reference, target, captions in val_triplets(gallery)]
+    everything = client.get("/api/validation-queries", params={"limit": 100}).json()
+    assert everything["total"] == 21 and everything["category"] is None
+    assert everything["items"] == expected  # no train triplet, withheld target or target outside its category
+    assert expected[0] == {"category": "dress", "reference_id": "D000", "caption": "Is brighter and has a pattern",
+                           "target_id": "D001", "reference_url": "/images/D000", "target_url": "/images/D001"}
+    toptee = client.get("/api/validation-queries", params={"category": "toptee", "limit": 100}).json()
+    assert toptee["total"] == 7 and toptee["items"] == [q for q in expected if q["category"] == "toptee"]
+    assert toptee["items"][-1]["target_id"] == gallery["shirt"][-1]  # an image of two categories is in both
+    page = client.get("/api/validation-queries", params={"offset": 5, "limit": 4}).json()
+    assert page["items"] == expected[5:9] and page["offset"] == 5 and page["limit"] == 4
+
+
+def test_without_triplets_there_are_no_validation_queries(engine_without_triplets, data_root):
+    with TestClient(create_app(engine_without_triplets, data_root)) as bare:
+        assert bare.get("/api/info").json()["validation_queries"] == 0
+        assert bare.get("/api/validation-queries").json() == {"total": 0, "offset": 0, "limit": 24,
+                                                              "category": None, "items": []}
+        assert bare.get("/api/validation-queries", params={"category": "dress"}).json()["items"] == []
+
+
+def test_bad_validation_query_paging(client):
+    assert_client_error(client.get("/api/validation-queries", params={"category": "coat"}), 400, "category",
+                        "unknown category 'coat'")
+    assert_client_error(client.get("/api/validation-queries", params={"limit": 101}), 422, "limit",
+                        "less than or equal to 100")
+    assert client.get("/api/validation-queries", params={"offset": -1}).status_code == 422
+    assert client.get("/api/validation-queries", params={"offset": 500}).json()["items"] == []
+
+
+def test_favicon_is_served(client):
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200
+    assert icon.headers["content-type"].startswith("image/svg+xml")
+    assert icon.content.startswith(b"<svg") and b"</svg>" in icon.content
+    assert 'rel="icon" href="/favicon.ico"' in client.get("/").text
 
 
 # ------------------------------------------------------------------- bad requests

@@ -70,13 +70,14 @@ def test_choose_a_reference_type_a_text_and_see_k_results(page, engine, tmp_path
     page.click("[data-testid='gallery-item'][data-id='D003']")
     assert page.locator("[data-testid='reference-label']").inner_text() == "D003 · dress"
     assert "selected" in page.locator("[data-testid='gallery-item'][data-id='D003']").get_attribute("class")
+    expect(page.locator("[data-testid='search-category']")).to_have_value("dress")  # the reference's category
 
     page.fill("[data-testid='query-text']", "is brighter and has a pattern")
     page.fill("[data-testid='query-k']", "6")
     page.click("[data-testid='search-button']")
     page.wait_for_selector("[data-testid='results'][data-state='done']", timeout=15_000)
 
-    expected = engine.search("D003", "is brighter and has a pattern", k=6)
+    expected = engine.search("D003", "is brighter and has a pattern", k=6, category="dress")
     assert result_ids(page) == [hit.id for hit in expected]
     scores = page.locator("[data-testid='result-score']").all_inner_texts()
     assert scores == [f"{hit.score:.3f}" for hit in expected]
@@ -125,3 +126,95 @@ def test_searching_without_a_reference_or_text_explains_what_is_missing(page):
     page.click("[data-testid='search-button']")
     assert "Type how the reference should change" in page.locator("[data-testid='error-message']").inner_text()
     assert page.locator("[data-testid='results']").get_attribute("data-state") == "idle"
+
+
+def test_the_gallery_and_search_categories_follow_each_other(page):
+    from playwright.sync_api import expect
+
+    gallery_items = page.locator("[data-testid='gallery-item']")
+    search_category = page.locator("[data-testid='search-category']")
+    gallery_category = page.locator("[data-testid='gallery-category']")
+    page.select_option("[data-testid='gallery-category']", "shirt")
+    expect(search_category).to_have_value("shirt")
+    expect(gallery_items).to_have_count(8)
+    page.select_option("[data-testid='search-category']", "toptee")
+    expect(gallery_category).to_have_value("toptee")
+    expect(page.locator("[data-testid='gallery-item'][data-id='T000']")).to_have_count(1)  # the toptee page is in
+    expect(gallery_items).to_have_count(8)
+    page.click("[data-testid='gallery-item'][data-id='S006']")  # a shirt that is also a toptee, chosen as a toptee
+    expect(search_category).to_have_value("toptee")
+    page.select_option("[data-testid='search-category']", "")
+    expect(gallery_category).to_have_value("")
+    expect(gallery_items).to_have_count(22)
+    page.click("[data-testid='gallery-item'][data-id='S002']")
+    expect(search_category).to_have_value("shirt")
+    expect(gallery_category).to_have_value("")  # choosing a reference leaves the gallery where it is
+
+
+def pick(page, query):
+    """Choose ``query`` (an item of /api/validation-queries) in the validation picker."""
+    value = page.locator(f"[data-testid='validation-query'] option[data-reference-id='{query['reference_id']}']"
+                         f"[data-target-id='{query['target_id']}']").get_attribute("value")
+    page.select_option("[data-testid='validation-query']", value)
+
+
+def test_pick_a_validation_query_and_see_its_target_marked(page, engine, client):
+    from playwright.sync_api import expect
+
+    queries = client.get("/api/validation-queries", params={"limit": 100}).json()["items"]
+    expect(page.locator("[data-testid='validation-picker']")).to_be_visible()
+    assert page.locator("[data-testid='validation-query'] option[data-target-id]").count() == len(queries)
+
+    page.fill("[data-testid='query-k']", "21")  # the whole category: the target is among the results
+    query = next(q for q in queries if q["category"] == "shirt")
+    pick(page, query)
+    results = page.locator("[data-testid='results']")
+    expect(results).to_have_attribute("data-state", "done")
+    assert page.locator("[data-testid='reference-label']").inner_text() == f"{query['reference_id']} · shirt"
+    expect(page.locator("[data-testid='query-text']")).to_have_value(query["caption"])
+    expect(page.locator("[data-testid='search-category']")).to_have_value("shirt")
+    expect(page.locator("[data-testid='validation-target']")).to_have_text(f"true target: {query['target_id']}")
+
+    expected = [hit.id for hit in engine.search(query["reference_id"], query["caption"], k=21, category="shirt")]
+    assert result_ids(page) == expected
+    marked = page.locator("[data-testid='result-item'].target")
+    expect(marked).to_have_count(1)
+    assert marked.get_attribute("data-id") == query["target_id"]
+    assert marked.locator("[data-testid='result-target']").inner_text() == "✓ true target"
+    rank = expected.index(query["target_id"]) + 1
+    expect(page.locator("[data-testid='results-target']")).to_have_text(f"· true target {query['target_id']} "
+                                                                        f"at #{rank}")
+
+    # A query whose target is not the first result, searched for one result only: the target is not shown.
+    missed = next(q for q in queries if engine.search(q["reference_id"], q["caption"], k=1,
+                                                      category=q["category"])[0].id != q["target_id"])
+    page.fill("[data-testid='query-k']", "1")
+    pick(page, missed)
+    expect(page.locator("[data-testid='results-target']")).to_have_text(f"· true target {missed['target_id']} "
+                                                                        f"not shown")
+    expect(page.locator("[data-testid='result-item']")).to_have_count(1)
+    expect(page.locator("[data-testid='result-item'].target")).to_have_count(0)
+
+    # Editing the caption makes it another query: nothing is marked any more.
+    page.fill("[data-testid='query-k']", "21")
+    page.fill("[data-testid='query-text']", "is green")
+    expect(page.locator("[data-testid='validation-target']")).to_be_hidden()
+    expect(page.locator("[data-testid='validation-query']")).to_have_value("")
+    page.click("[data-testid='search-button']")
+    expect(page.locator("[data-testid='results-summary']")).to_contain_text("“is green”")
+    expect(page.locator("[data-testid='result-item'].target")).to_have_count(0)
+    expect(page.locator("[data-testid='results-target']")).to_have_text("")
+
+
+def test_without_triplets_the_picker_is_hidden(browser, engine_without_triplets, data_root):
+    from playwright.sync_api import expect
+
+    with BackgroundServer(create_app(engine_without_triplets, data_root)) as bare:
+        page = browser.new_page()
+        try:
+            page.goto(f"{bare.url}/")
+            page.wait_for_selector("body[data-ready='true']", timeout=15_000)
+            expect(page.locator("[data-testid='validation-picker']")).to_be_hidden()
+            expect(page.locator("[data-testid='gallery-item']")).to_have_count(22)
+        finally:
+            page.close()

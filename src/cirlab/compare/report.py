@@ -55,10 +55,7 @@ def render_report(result: ComparisonResult) -> str:
                       f"strategy: differences of a point or two may be noise.", ""]
     lines += ["## Curves", "", _image(result, "recall_plot", "Validation Recall@10 per epoch"), "",
               _image(result, "training_plot", "Training loss and share of active triplets per epoch"), "",
-              "Active pairs: for the triplet loss, (query, negative) pairs with a non-zero hinge term; for the "
-              "contrastive loss, negatives whose softmax weight is at least 1% of the positive's. A share stuck at "
-              "100% with the loss at the margin means the embedding has collapsed (every query as close to its "
-              "negatives as to its target).", ""]
+              *_active_share_notes(result), ""]
     query_figures = {key.split(":", 1)[1]: path for key, path in result.files.items() if key.startswith("queries:")}
     if query_figures:
         lines += ["## Queries", "",
@@ -70,6 +67,40 @@ def render_report(result: ComparisonResult) -> str:
         lines += ["## Notes", ""] + [f"- {note}" for note in result.notes] + [""]
     lines += ["## Set-up", "", _setup_table(result), "", "Reproduce:", "", "```bash", _command(result), "```", ""]
     return "\n".join(lines)
+
+
+#: What the share of active pairs says for a sampler whose choice puts its negatives inside the margin.
+ACTIVE_SHARE_BY_DESIGN: dict[str, str] = {
+    "semi-hard": "100% by construction: semi-hard negatives are drawn from inside the margin (with the sampler's "
+                 "margin and distance equal to the loss's), so every pair is active; a lower share counts the "
+                 "queries with too few semi-hard items, which fall back to others",
+    "hard": "close to 100% by design: the hardest negatives are the gallery items closest to the query, inside "
+            "the margin whenever the gallery holds k of them; it falls only as targets move clear of their "
+            "nearest neighbours",
+    "curriculum": "that of the stage serving at the time: falling while random negatives serve, close to 100% by "
+                  "design once semi-hard or hard negatives take over",
+}
+#: What it says for every other sampler (random, category, in-batch...).
+ACTIVE_SHARE_OTHERWISE = ("expected to fall as training separates targets from negatives; a share that stays "
+                          "near 100% means the combiner is not separating them")
+
+
+def _active_share_notes(result: ComparisonResult) -> list[str]:
+    """What "active pairs" are, what a full share means for each run's sampler, and what collapse looks like."""
+    runs = result.setup.get("runs", {})
+    margin = (result.setup.get("shared_config", {}).get("loss_options") or {}).get("margin")
+    lines = ["Active pairs: for the triplet loss, (query, negative) pairs with a non-zero hinge term; for the "
+             "contrastive loss, negatives whose softmax weight is at least 1% of the positive's. What a high share "
+             "means depends on how the negatives were chosen:", ""]
+    for name in result.runs:
+        sampler = runs.get(name, {}).get("negatives", name)
+        meaning = ACTIVE_SHARE_BY_DESIGN.get(sampler, ACTIVE_SHARE_OTHERWISE)
+        lines.append(f"- **{name}** ({sampler} negatives): {meaning}.")
+    at_margin = f"its margin ({margin})" if margin is not None else "its margin"
+    lines += ["", f"A full share is therefore no sign of collapse by itself. A collapsed embedding (every query "
+                  f"as close to its negatives as to its target) shows in the loss, whatever the sampler: the triplet "
+                  f"loss stuck at {at_margin}, the contrastive loss at the logarithm of the number of candidates."]
+    return lines
 
 
 def _recall_table(result: ComparisonResult) -> str:

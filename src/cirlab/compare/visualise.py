@@ -183,6 +183,11 @@ class ImageTiles:
 
 def draw_queries(ranked: Sequence[RankedQuery], tiles: Any, path: str | Path, title: str = "") -> Path:
     """Draw ``ranked`` (one row each) to the PNG ``path``; ``tiles(image_id)`` gives an RGB array."""
+    return _save_palette_png(query_figure(ranked, tiles, title), Path(path))
+
+
+def query_figure(ranked: Sequence[RankedQuery], tiles: Any, title: str = "") -> Any:
+    """The matplotlib figure of :func:`draw_queries` (on an Agg canvas), one row per query."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -212,9 +217,26 @@ def draw_queries(ranked: Sequence[RankedQuery], tiles: Any, path: str | Path, ti
             _tile(ax, tiles(query.results[i]), f"{i + 1}" + (" target" if hit else ""),
                   TARGET_COLOUR if hit else OTHER_COLOUR, 4.0 if hit else 0.8, bold=hit)
         rank = "outside gallery" if query.target_rank is None else f"rank {query.target_rank + 1}"
-        _tile(axes[-1], tiles(query.target), f"target: {rank}", TARGET_COLOUR, 4.0, bold=True)
+        _tile(axes[-1], tiles(query.target), f"target\n{rank}", TARGET_COLOUR, 4.0, bold=True)
     FigureCanvasAgg(figure)
-    return _save_palette_png(figure, Path(path))
+    _fit_titles(figure)
+    return figure
+
+
+def _fit_titles(figure: Any) -> None:
+    """Shrink the font of every tile label wider than its tile (a 5-digit rank, a long label), so none is clipped.
+
+    Lays the figure out once to measure; the labels' widths do not feed back into the layout.
+    """
+    figure.draw_without_rendering()
+    renderer = figure.canvas.get_renderer()
+    for ax in figure.get_axes():
+        title = ax.title
+        if not title.get_text():
+            continue
+        width, room = title.get_window_extent(renderer).width, ax.get_window_extent(renderer).width
+        if width > room > 0:
+            title.set_fontsize(title.get_fontsize() * room / width * 0.97)
 
 
 def _save_palette_png(figure: Any, path: Path) -> Path:

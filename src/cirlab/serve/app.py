@@ -5,10 +5,12 @@ Routes (OpenAPI documentation at ``/docs``):
 * ``GET /health`` — liveness and gallery size;
 * ``GET /api/info`` — categories, limits and what the index holds (the page reads it once);
 * ``GET /api/gallery?offset=&limit=&category=`` — one page of gallery ids with image URLs;
+* ``GET /api/validation-queries?offset=&limit=&category=`` — one page of validation triplets (reference,
+  caption, target) of the feature cache, as ready-made queries whose target the page can mark;
 * ``GET /images/{image_id}`` — the image file of a known id;
 * ``POST /api/search`` — multipart form: ``reference_id`` or an uploaded ``reference_image``, plus
   ``text``, optional ``category`` and ``k``; returns the ranked ids, scores and image URLs;
-* ``GET /`` — the search page (static HTML, JavaScript and CSS, no build step).
+* ``GET /`` — the search page (static HTML, JavaScript and CSS, no build step), ``GET /favicon.ico`` its icon.
 
 Every client mistake is answered with a 4xx and ``{"detail": "<one line>", "field": "<name>"}``;
 the engine is shared by all requests (searches run in the server's thread pool).
@@ -33,6 +35,7 @@ from cirlab.search.errors import QueryError, UnknownItemError
 from cirlab.search.query import SearchEngine
 from cirlab.serve.body_limit import BodySizeLimit
 from cirlab.serve.images import ImageFiles
+from cirlab.serve.queries import validation_queries
 from cirlab.serve.validation import (
     RequestError,
     ServeLimits,
@@ -67,6 +70,8 @@ def create_app(engine: SearchEngine, data_root: str | Path | None = None, *,
     known_ids = set(engine.index.ids) | set(engine.features.image_ids)
     images = ImageFiles(data_root, known_ids)
     categories = engine.index.categories()
+    queries = validation_queries(engine.features, engine.index)
+    every_query = [query for listed in queries.values() for query in listed]
     page = (static_dir() / "index.html").read_text(encoding="utf-8")
 
     app = FastAPI(title="cirlab search", version=__version__,
@@ -116,7 +121,8 @@ def create_app(engine: SearchEngine, data_root: str | Path | None = None, *,
         manifest = engine.index.manifest
         return {"gallery_size": len(engine.index), "categories": categories, "split": manifest.split,
                 "index_kind": manifest.kind, "dim": manifest.dim, "model": manifest.features.get("model"),
-                "images_available": images.available, "limits": limits.to_dict()}
+                "images_available": images.available, "validation_queries": len(every_query),
+                "limits": limits.to_dict()}
 
     @app.get("/api/gallery", summary="One page of the gallery")
     def gallery(offset: Annotated[int, Query(ge=0, description="first item of the page")] = 0,
@@ -131,6 +137,21 @@ def create_app(engine: SearchEngine, data_root: str | Path | None = None, *,
             items.append({"id": image_id, "category": chosen or item_categories[0], "categories": item_categories,
                           "image_url": image_url(image_id)})
         return {"total": len(positions), "offset": offset, "limit": limit, "category": chosen, "items": items}
+
+    @app.get("/api/validation-queries", summary="One page of validation triplets as ready-made queries")
+    def validation(offset: Annotated[int, Query(ge=0, description="first item of the page")] = 0,
+                   limit: Annotated[int, Query(ge=1, le=limits.max_page_size, description="items per page")] = 24,
+                   category: Annotated[str | None, Query(description="only this category")] = None) -> dict[str, Any]:
+        chosen = check_category(category, categories)
+        listed = queries[chosen] if chosen else every_query
+        items = [{**query.to_dict(), "reference_url": image_url(query.reference_id),
+                  "target_url": image_url(query.target_id)} for query in listed[offset:offset + limit]]
+        return {"total": len(listed), "offset": offset, "limit": limit, "category": chosen, "items": items}
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        return FileResponse(static_dir() / "favicon.svg", media_type="image/svg+xml",
+                            headers={"Cache-Control": "public, max-age=86400"})
 
     @app.get("/images/{image_id}", summary="The image file of a gallery id", response_class=FileResponse)
     def image(image_id: str) -> FileResponse:

@@ -1,16 +1,24 @@
 // The search page: browse the gallery, choose a reference, type a modification, show the results.
 // Plain JavaScript against the JSON API of cirlab.serve.app; every value from the server is placed with
 // textContent or as an attribute, never as HTML.
+//
+// The two category filters are linked: choosing a gallery category searches in it too, choosing a search
+// category shows its images in the gallery, and choosing a reference searches in the reference's category.
+// A picked validation query fills the reference and the caption, searches, and marks its true target.
 "use strict";
 
 const PAGE_SIZE = 24;
+const VALIDATION_PER_CATEGORY = 50;
 
 const state = {
   offset: 0,
   total: 0,
+  galleryRequest: 0, // number of the latest gallery request: an older answer arriving late is dropped
   category: "",
   reference: null, // {id, url} for a gallery image, or {file, url} for an upload
   limits: null,
+  validation: [], // the validation queries offered, in the order of the picker's options
+  picked: null, // the validation query last picked: {category, reference_id, caption, target_id, ...}
 };
 
 const $ = (id) => document.getElementById(id);
@@ -79,8 +87,10 @@ async function loadGallery() {
   const params = new URLSearchParams({ offset: state.offset, limit: PAGE_SIZE });
   if (state.category) params.set("category", state.category);
   const gallery = $("gallery");
+  const request = ++state.galleryRequest;
   try {
     const page = await fetchJSON(`/api/gallery?${params}`);
+    if (request !== state.galleryRequest) return;
     state.total = page.total;
     gallery.replaceChildren(...page.items.map((item) =>
       tile(item, "gallery-item", [["caption", item.id, null], ["category", item.category, null]])));
@@ -111,10 +121,77 @@ function setReference(reference, label) {
   }
 }
 
+function setSearchCategory(category) {
+  const select = $("search-category");
+  if ([...select.options].some((option) => option.value === category)) select.value = category;
+}
+
+function setGalleryCategory(category) {
+  if (state.category === category) return;
+  $("gallery-category").value = category;
+  state.category = category;
+  state.offset = 0;
+  loadGallery();
+}
+
 function chooseGalleryReference(item) {
   clearError();
   $("reference-upload").value = "";
   setReference({ id: item.id, url: item.image_url }, `${item.id} · ${item.category}`);
+  setSearchCategory(item.category);
+  syncValidation();
+}
+
+// The true target of the search ``query`` ({reference_id, text}) when it is the picked validation query, else null.
+function pickedTarget(query) {
+  const picked = state.picked;
+  if (!picked || query.reference_id !== picked.reference_id) return null;
+  return query.text.trim() === picked.caption.trim() ? picked.target_id : null;
+}
+
+// Keep the picker's choice and its target line only while the query on the page is still that query.
+function syncValidation() {
+  const reference = state.reference && state.reference.id ? state.reference.id : null;
+  const target = pickedTarget({ reference_id: reference, text: $("query-text").value });
+  const line = $("validation-target");
+  line.hidden = target === null;
+  line.textContent = target === null ? "" : `true target: ${target}`;
+  if (target === null) $("validation-query").value = "";
+}
+
+function chooseValidationQuery(index) {
+  const query = state.validation[index];
+  if (!query) return;
+  clearError();
+  $("reference-upload").value = "";
+  state.picked = query;
+  setReference({ id: query.reference_id, url: query.reference_url }, `${query.reference_id} · ${query.category}`);
+  $("query-text").value = query.caption;
+  setSearchCategory(query.category);
+  syncValidation();
+  $("search-form").requestSubmit();
+}
+
+async function loadValidationQueries(categories) {
+  const select = $("validation-query");
+  for (const category of categories) {
+    const params = new URLSearchParams({ category, limit: VALIDATION_PER_CATEGORY });
+    const page = await fetchJSON(`/api/validation-queries?${params}`);
+    if (!page.items.length) continue;
+    const group = document.createElement("optgroup");
+    group.label = `${category} (${page.items.length} of ${page.total})`;
+    for (const query of page.items) {
+      const option = document.createElement("option");
+      option.value = String(state.validation.length);
+      option.textContent = `${query.reference_id}: ${query.caption}`;
+      option.dataset.referenceId = query.reference_id;
+      option.dataset.targetId = query.target_id;
+      group.appendChild(option);
+      state.validation.push(query);
+    }
+    select.appendChild(group);
+  }
+  $("validation-picker").hidden = state.validation.length === 0;
 }
 
 function chooseUpload(file) {
@@ -125,25 +202,37 @@ function chooseUpload(file) {
     return;
   }
   setReference({ file, url: URL.createObjectURL(file) }, `uploaded: ${file.name}`);
+  syncValidation();
 }
 
 function renderResults(response) {
   const results = $("results");
-  const items = response.results.map((hit) => tile(hit, "result-item", [
-    ["rank", `#${hit.rank}`, "result-rank"],
-    ["caption", hit.id, null],
-    ["score", hit.score.toFixed(3), "result-score"],
-    ["category", hit.category, null],
-  ]));
+  const target = pickedTarget(response.query);
+  const items = response.results.map((hit) => {
+    const lines = [
+      ["rank", `#${hit.rank}`, "result-rank"],
+      ["caption", hit.id, null],
+      ["score", hit.score.toFixed(3), "result-score"],
+      ["category", hit.category, null],
+    ];
+    if (hit.id === target) lines.push(["target-mark", "✓ true target", "result-target"]);
+    const node = tile(hit, "result-item", lines);
+    if (hit.id === target) node.classList.add("target");
+    return node;
+  });
   results.replaceChildren(...items);
   results.dataset.state = "done";
   results.dataset.count = String(items.length);
   const where = response.query.category ? ` in ${response.query.category}` : "";
   $("results-summary").textContent = `${items.length} for “${response.query.text}”${where}`;
+  const found = response.results.find((hit) => hit.id === target);
+  let note = "";
+  if (target !== null) note = found ? `· true target ${target} at #${found.rank}` : `· true target ${target} not shown`;
+  $("results-target").textContent = note;
 }
 
 async function search(event) {
-  event.preventDefault();
+  if (event) event.preventDefault();
   clearError();
   if (!state.reference) {
     showError("Choose a reference image first: click a gallery image or upload one.");
@@ -190,9 +279,13 @@ async function start() {
     loadGallery();
   });
   $("gallery-category").addEventListener("change", (event) => {
-    state.category = event.target.value;
-    state.offset = 0;
-    loadGallery();
+    setGalleryCategory(event.target.value);
+    setSearchCategory(event.target.value);
+  });
+  $("search-category").addEventListener("change", (event) => setGalleryCategory(event.target.value));
+  $("query-text").addEventListener("input", syncValidation);
+  $("validation-query").addEventListener("change", (event) => {
+    if (event.target.value !== "") chooseValidationQuery(Number(event.target.value));
   });
   try {
     const info = await fetchJSON("/api/info");
@@ -204,6 +297,9 @@ async function start() {
     $("gallery-summary").textContent =
       `${info.gallery_size} ${info.split} images · ${info.categories.join(", ")} · ${info.model} (${info.dim}-d, ` +
       `${info.index_kind} index)`;
+    if (info.validation_queries > 0) {
+      await loadValidationQueries(info.categories).catch((error) => showError(`Validation queries: ${error.message}`));
+    }
   } catch (error) {
     showError(`Cannot reach the service: ${error.message}`);
   }
