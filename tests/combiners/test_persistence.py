@@ -18,7 +18,13 @@ from cirlab.combiners import (
     read_combiner_metadata,
     save_combiner,
 )
-from cirlab.errors import CirlabError
+from cirlab.combiners.persistence import load_combiner_for, resolve_checkpoint
+from cirlab.engine.checkpoint import BEST, LAST
+from cirlab.errors import CacheMismatchError, CirlabError, ConfigError
+from cirlab.features import FeatureCache
+from tests.evaluation.caches import random_cache
+
+WEIGHTS_HASH = "a" * 64
 
 
 @pytest.mark.parametrize("name", ["combiner", "attention-fusion", "sum"])
@@ -95,3 +101,63 @@ def test_weights_that_do_not_fit_the_config_are_refused(tmp_path: Path) -> None:
     meta["config"]["name"] = "no-such-combiner"
     (folder / CONFIG_FILE).write_text(json.dumps(meta))
     _one_line_error(folder, "cannot rebuild the combiner")
+
+
+# ------------------------------------------------------------------ run folders and the one loader
+def _cache(tmp_path: Path) -> FeatureCache:
+    cache = random_cache(tmp_path / "cache")
+    manifest = json.loads((cache.root / "manifest.json").read_text())
+    (cache.root / "manifest.json").write_text(json.dumps({**manifest, "weights_hash": WEIGHTS_HASH}))
+    return FeatureCache.open(cache.root)
+
+
+def test_resolve_checkpoint_takes_a_combiner_folder_or_a_runs_best(tmp_path: Path) -> None:
+    assert (BEST, LAST) == ("best", "last")
+    combiner = build_combiner("sum", 8)
+    save_combiner(combiner, tmp_path / "run" / BEST)
+    save_combiner(combiner, tmp_path / "run" / LAST)
+    save_combiner(combiner, tmp_path / "plain")
+    assert resolve_checkpoint(tmp_path / "run") == tmp_path / "run" / BEST
+    assert resolve_checkpoint(tmp_path / "run" / LAST) == tmp_path / "run" / LAST
+    assert resolve_checkpoint(tmp_path / "plain") == tmp_path / "plain"
+    with pytest.raises(CombinerFileError, match="checkpoint folder not found"):
+        resolve_checkpoint(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CombinerFileError, match=r"not a combiner checkpoint \(no combiner.json here or in best/\)"):
+        resolve_checkpoint(tmp_path / "empty")
+
+
+def test_load_combiner_for_a_run_folder_loads_its_best_and_describes_it(tmp_path: Path) -> None:
+    cache = _cache(tmp_path)
+    torch.manual_seed(0)
+    trained = build_combiner("combiner", 8, projection_dim=8, hidden_dim=8)
+    identity = {**cache.identity(), "data_fingerprint": "another data set"}  # the data may differ, not the encoder
+    save_combiner(trained, tmp_path / "run" / BEST, extra={"epoch": 2, "features": identity})
+    loaded, description = load_combiner_for(cache, tmp_path / "run")
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in trained.state_dict().items()) and not loaded.training
+    assert description["combiner"] == "combiner"
+    assert description["checkpoint"]["path"] == str(tmp_path / "run" / BEST)
+    assert description["checkpoint"]["extra"] == {"epoch": 2, "features": identity}
+
+
+def test_load_combiner_for_refuses_another_encoders_combiner_in_one_line(tmp_path: Path) -> None:
+    cache = _cache(tmp_path)
+    save_combiner(build_combiner("combiner", 8), tmp_path / "other",
+                  extra={"features": {**cache.identity(), "weights_hash": "b" * 64}})
+    with pytest.raises(CacheMismatchError) as info:
+        load_combiner_for(cache, tmp_path / "other")
+    assert str(info.value) == (f"{tmp_path / 'other' / CONFIG_FILE}: made from other features than the feature "
+                               f"cache {cache.root} (weights_hash: recorded 'bbbbbbbbbbbb…', cache 'aaaaaaaaaaaa…')")
+    save_combiner(build_combiner("combiner", 16), tmp_path / "wide")  # saved outside training: only its dim
+    with pytest.raises(CacheMismatchError, match=r"wide/combiner.json: .*\(dim: recorded 16, cache 8\)$"):
+        load_combiner_for(cache, tmp_path / "wide")
+
+
+def test_load_combiner_for_builds_only_parameter_free_combiners_by_name(tmp_path: Path) -> None:
+    cache = _cache(tmp_path)
+    combiner, description = load_combiner_for(cache, name="sum")
+    assert combiner.config() == {"name": "sum", "dim": 8} and description == {"combiner": "sum", "checkpoint": None}
+    with pytest.raises(ConfigError, match="combiner 'combiner' has trainable parameters; use a trained one"):
+        load_combiner_for(cache, name="combiner")
+    with pytest.raises(ConfigError, match="no combiner given"):
+        load_combiner_for(cache)

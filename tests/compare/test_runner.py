@@ -48,7 +48,7 @@ def compared(data, tmp_path_factory):
     torch.set_num_threads(1)
     try:
         result = compare("synthetic", STRATEGIES, out, epochs=2, features=features, overrides=OVERRIDES,
-                         queries=3, echo=None)
+                         queries=3)
     finally:
         torch.set_num_threads(threads)
     return result
@@ -75,6 +75,7 @@ def test_report_json_and_figures_are_written(compared):
 def test_numbers_match_the_runs_and_the_sum_baseline(compared, data):
     features, _ = data
     saved = json.loads((compared.out / "comparison.json").read_text(encoding="utf-8"))
+    assert {"cirlab", "torch", "git_commit"} <= set(saved["setup"]["provenance"])  # what produced these numbers
     histories = {}
     for name in STRATEGIES:
         metrics = json.loads((compared.out / "runs" / name / "metrics.json").read_text(encoding="utf-8"))
@@ -107,7 +108,7 @@ def test_numbers_match_the_runs_and_the_sum_baseline(compared, data):
 
 
 @pytest.mark.slow
-def test_rerun_reuses_finished_runs_without_training(compared, data, monkeypatch):
+def test_rerun_reuses_finished_runs_without_training(compared, data, monkeypatch, caplog):
     features, _ = data
     before = {n: (compared.out / "runs" / n / "metrics.json").stat().st_mtime_ns for n in STRATEGIES}
 
@@ -115,11 +116,11 @@ def test_rerun_reuses_finished_runs_without_training(compared, data, monkeypatch
         raise AssertionError(f"{config.out} was trained again")
 
     monkeypatch.setattr(runner, "_train", no_training)
-    lines: list[str] = []
-    again = compare("synthetic", STRATEGIES, compared.out, epochs=2, features=features, overrides=OVERRIDES,
-                    queries=0, echo=lines.append)
+    with caplog.at_level("INFO", logger=runner.__name__):
+        again = compare("synthetic", STRATEGIES, compared.out, epochs=2, features=features, overrides=OVERRIDES,
+                        queries=0)
     assert again.reused == STRATEGIES
-    assert sum("finished earlier; reusing" in line for line in lines) == 2
+    assert sum("finished earlier; reusing" in record.getMessage() for record in caplog.records) == 2
     assert {n: (compared.out / "runs" / n / "metrics.json").stat().st_mtime_ns for n in STRATEGIES} == before
     for name in STRATEGIES:
         assert again.runs[name].final == compared.runs[name].final
@@ -145,8 +146,7 @@ def test_interrupted_run_resumes_where_it_stopped(data, tmp_path):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(runner, "_train", spy)
-        result = compare("synthetic", ["random"], out, epochs=2, features=features, overrides=OVERRIDES, queries=0,
-                         echo=None)
+        result = compare("synthetic", ["random"], out, epochs=2, features=features, overrides=OVERRIDES, queries=0)
     assert trained == [str(out / "runs" / "random")]
     metrics = json.loads((out / "runs" / "random" / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["status"] == "complete" and [r["epoch"] for r in metrics["history"]] == [0, 1, 2]
@@ -158,20 +158,20 @@ def test_interrupted_run_resumes_where_it_stopped(data, tmp_path):
 @pytest.mark.slow
 def test_a_finished_run_of_another_config_is_refused(compared, data):
     features, _ = data
-    with pytest.raises(ConfigError, match=r"runs/random: holds a finished run of another config \(lr"):
+    with pytest.raises(ConfigError, match=r"runs/random: holds a run of another config \(lr"):
         compare("synthetic", STRATEGIES, compared.out, epochs=2, features=features,
-                overrides={**OVERRIDES, "lr": 1e-2}, queries=0, echo=None)
+                overrides={**OVERRIDES, "lr": 1e-2}, queries=0)
     with pytest.raises(ConfigError, match="holds a run of 2 epochs, more than the 1 asked"):
-        compare("synthetic", STRATEGIES, compared.out, epochs=1, features=features, overrides=OVERRIDES, queries=0,
-                echo=None)
+        compare("synthetic", STRATEGIES, compared.out, epochs=1, features=features, overrides=OVERRIDES, queries=0)
 
 
 @pytest.mark.slow
 def test_a_finished_run_on_another_cache_is_refused(compared, tmp_path):
     other, _ = make_comparison_data(tmp_path, seed=5, with_images=False)
-    with pytest.raises(CacheMismatchError, match="was trained on another feature cache"):
-        compare("synthetic", STRATEGIES, compared.out, epochs=2, features=other, overrides=OVERRIDES, queries=0,
-                echo=None)
+    with pytest.raises(CacheMismatchError, match=r"runs/random/last/combiner.json: made from other features than "
+                                                 r"the feature cache .*data_fingerprint: recorded 'compare-test-0', "
+                                                 r"cache 'compare-test-5'.*; choose another --out"):
+        compare("synthetic", STRATEGIES, compared.out, epochs=2, features=other, overrides=OVERRIDES, queries=0)
 
 
 def test_plan_gives_every_run_the_same_config_but_its_sampler(data, tmp_path):
@@ -186,6 +186,37 @@ def test_plan_gives_every_run_the_same_config_but_its_sampler(data, tmp_path):
     assert reference["loss"] == "contrastive" and reference["negatives"] == "in-batch"
     assert reference["loss_options"] == {} and reference["batch_size"] == random_config["batch_size"]
     assert plans[-1].mines is False and plans[0].mines is True
+
+
+@pytest.mark.parametrize("choice", [{}, {"categories": ["shirt"]}, {"categories": ["shirt", "dress"]},
+                                    {"categories": ["dress"], "val_categories": ["shirt"]}])
+def test_compare_evaluates_the_categories_the_trainer_evaluates(data, tmp_path, choice):
+    features, _ = data
+    config = load_config("synthetic", [*OVERRIDES.items(), *choice.items(), ("features", str(features)),
+                                       ("out", str(tmp_path / "run")), ("epochs", 0)])
+    result = train(config)  # no epoch: only the untrained combiner is evaluated
+    cache = FeatureCache.open(features)
+    by_trainer = [key.split("/")[1] for key in result.history[-1]
+                  if key.startswith("val/") and key.endswith("/R@10") and key != "val/mean/R@10"]
+    assert runner.evaluated_categories(cache, config) == by_trainer
+
+
+def test_a_finished_run_of_another_config_or_cache_is_refused_before_training(data, tmp_path):
+    features, _ = data
+    base = load_config("synthetic", [*OVERRIDES.items(), ("features", str(features)), ("epochs", 0),
+                                     ("out", str(tmp_path))])
+    (plan,) = plan_runs(base, ["random"], tmp_path)
+    train(plan.config)
+    cache = FeatureCache.open(features)
+    assert runner.finished_run(plan, cache)["status"] == "complete"
+    moved = dataclasses.replace(plan.config, features=str(features) + "/", out=f"./{plan.config.out}", device="cpu")
+    # paths and the device may change
+    runner.check_same_run(runner.finished_run(plan, cache)["config"], moved, run_dir=plan.run_dir)
+    with pytest.raises(ConfigError, match=r"random: holds a run of another config \(lr: checkpoint 0.003, now 0.1\)"):
+        runner.finished_run(dataclasses.replace(plan, config=dataclasses.replace(plan.config, lr=0.1)), cache)
+    other, _ = make_comparison_data(tmp_path / "other", seed=5, with_images=False)
+    with pytest.raises(CacheMismatchError, match="data_fingerprint: recorded 'compare-test-0', cache 'compare-test-5'"):
+        runner.finished_run(plan, FeatureCache.open(other))
 
 
 @pytest.mark.parametrize(("strategies", "message"), [
@@ -204,7 +235,7 @@ def test_bad_strategy_lists_are_refused(data, tmp_path, strategies, message):
 def test_missing_images_and_a_missing_random_run_are_noted(tmp_path):
     features, _ = make_comparison_data(tmp_path / "data", with_images=False, images={"train": 20, "val": 12})
     result = compare("synthetic", ["category"], tmp_path / "out", epochs=1, features=features,
-                     overrides=OVERRIDES, echo=None)
+                     overrides=OVERRIDES)
     assert not list((tmp_path / "out").glob("queries-*.png"))
     assert any("records no data_root" in note for note in result.notes)
     assert any("no 'random' run" in note for note in result.notes) and result.verdicts == {}

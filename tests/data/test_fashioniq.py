@@ -4,8 +4,7 @@ import pytest
 
 from cirlab.data import CATEGORIES, SPLITS, FashionIQ, MissingPolicy, MissingReport
 from cirlab.errors import ConfigError, DataError, MissingImagesError
-
-from .fixtures import make_fashioniq
+from tests.builders import make_fashioniq
 
 REAL_COUNTS = {
     ("dress", "train"): (5985, 11452), ("dress", "val"): (2017, 3817), ("dress", "test"): (2024, 3818),
@@ -80,6 +79,7 @@ def test_missing_images_error_policy_counts_them(tmp_path):
         dataset.split_data("dress", "val")
     message = str(info.value)
     assert "1 images of dress/val are missing" in message and "Dval2" in message
+    assert "pass --missing skip" in message  # the flag that leaves them out, not an internal policy name
     assert "affecting 2 of 5 triplets" in message and "\n" not in message
 
 

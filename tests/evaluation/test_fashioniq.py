@@ -9,6 +9,7 @@ from cirlab.evaluation.fashioniq import (
     NonFiniteQueriesError,
     category_queries,
     evaluate_fashioniq,
+    evaluated_categories,
 )
 from cirlab.evaluation.recall import OUTSIDE_GALLERY
 
@@ -133,6 +134,17 @@ def test_module_combiner_is_evaluated_in_eval_mode_without_gradients(tmp_path):
     module.eval()
     for category, r in first.per_category.items():
         assert r.ranks.tolist() == naive_category_ranks(cache, category, combine=module)
+
+
+def test_evaluated_categories_default_to_those_with_a_train_and_a_validation_split(tmp_path):
+    features = np.eye(6, dtype=np.float32)
+    split_rows = {"dress.train": [0], "dress.val": [1], "shirt.train": [2], "toptee.val": [3], "toptee.test": [4]}
+    cache = build_cache(tmp_path, features, split_rows, [("dress", "val", 0, 1, 1)])
+    assert evaluated_categories(cache, None, None) == ["dress"]  # shirt has no val images, toptee no training
+    assert evaluated_categories(cache, None, None, split="test") == []
+    assert evaluated_categories(cache, None, ["shirt", "dress", "shirt"]) == ["shirt", "dress"]  # as trained
+    assert evaluated_categories(cache, ["toptee"], ["dress"]) == ["toptee"]
+    assert evaluated_categories(cache, [], ["dress"]) == ["dress"]
 
 
 def test_non_finite_queries_are_an_error(tmp_path):

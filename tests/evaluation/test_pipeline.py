@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from cirlab import cli
-from cirlab.combiners import build_combiner, save_combiner
+from cirlab.combiners import CombinerFileError, build_combiner, save_combiner
 from cirlab.errors import CacheMismatchError, ConfigError
-from cirlab.evaluation import evaluate, evaluate_fashioniq, resolve_checkpoint
+from cirlab.combiners import resolve_checkpoint
+from cirlab.evaluation import evaluate, evaluate_fashioniq
 from cirlab.features.cache import MANIFEST_FILE
 
 from .caches import random_cache, sum_combine
@@ -45,13 +46,13 @@ def test_evaluate_a_run_folder_uses_its_best_checkpoint(tmp_path):
 
 def test_checkpoint_errors(tmp_path):
     random_cache(tmp_path / "cache")
-    with pytest.raises(ConfigError, match="checkpoint folder not found"):
+    with pytest.raises(CombinerFileError, match="checkpoint folder not found"):
         evaluate(tmp_path / "cache", checkpoint=tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigError, match="not a combiner checkpoint"):
+    with pytest.raises(CombinerFileError, match="not a combiner checkpoint"):
         evaluate(tmp_path / "cache", checkpoint=tmp_path / "empty")
     save_combiner(build_combiner("combiner", 16), tmp_path / "wide")
-    with pytest.raises(CacheMismatchError, match="16-dimensional features.*holds 8-dimensional"):
+    with pytest.raises(CacheMismatchError, match=r"made from other features .*\(dim: recorded 16, cache 8\)"):
         evaluate(tmp_path / "cache", checkpoint=tmp_path / "wide")
     with pytest.raises(ConfigError, match="trainable parameters"):
         evaluate(tmp_path / "cache", combiner="combiner")
@@ -94,8 +95,19 @@ def test_cli_refuses_a_stale_cache_in_one_line(tmp_path, capsys):
 
 def test_a_cache_of_other_features_than_expected_is_refused(tmp_path):
     random_cache(tmp_path / "cache")
-    with pytest.raises(CacheMismatchError, match="stale or mismatched cache.*model: cache has 'test-model'"):
+    with pytest.raises(CacheMismatchError, match="stale or mismatched cache.*model: expected 'another-model', "
+                                                 "cache has 'test-model'"):
         evaluate(tmp_path / "cache", expect={"model": "another-model"})
+
+
+def test_cli_explains_a_data_set_folder_given_as_features(tmp_path, capsys):
+    for folder in ("images", "captions", "image_splits"):
+        (tmp_path / "fashioniq" / folder).mkdir(parents=True)
+    assert cli.main(["eval", "--features", str(tmp_path / "fashioniq"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "resume" not in err
+    assert f"{tmp_path / 'fashioniq'}: not a feature cache (it looks like a data set); run `cirlab extract --data " \
+           f"{tmp_path / 'fashioniq'} --out CACHE` first" in err
 
 
 def test_cli_missing_cache_folder(tmp_path, capsys):
@@ -104,18 +116,20 @@ def test_cli_missing_cache_folder(tmp_path, capsys):
 
 
 def test_checkpoint_trained_on_other_features_is_refused(tmp_path):
-    import pytest
-
-    from cirlab.combiners import build_combiner, save_combiner
-    from cirlab.errors import CacheMismatchError
-    from cirlab.evaluation.pipeline import evaluate
-
-    from .caches import random_cache
-
     cache = random_cache(tmp_path / "cache")
-    root = cache.root
     folder = tmp_path / "ckpt"
-    identity = {"weights_hash": "other-weights", "data_fingerprint": cache.manifest.get("data_fingerprint")}
+    identity = {**cache.identity(), "model": "other-model"}
     save_combiner(build_combiner("combiner", cache.dim), folder, extra={"features": identity})
-    with pytest.raises(CacheMismatchError, match="weights_hash 'other-weights'"):
-        evaluate(root, checkpoint=folder, show_progress=False)
+    with pytest.raises(CacheMismatchError) as info:
+        evaluate(cache.root, checkpoint=folder, show_progress=False)
+    assert str(info.value) == (f"{folder / 'combiner.json'}: made from other features than the feature cache "
+                               f"{cache.root} (model: recorded 'other-model', cache 'test-model')")
+
+
+def test_checkpoint_trained_on_another_data_set_with_the_same_encoder_is_evaluated(tmp_path):
+    cache = random_cache(tmp_path / "cache")
+    identity = {**cache.identity(), "data_fingerprint": "another data set", "num_images": 1000}
+    save_combiner(build_combiner("combiner", cache.dim), tmp_path / "ckpt", extra={"features": identity})
+    result = evaluate(cache.root, checkpoint=tmp_path / "ckpt", device="cpu", show_progress=False)
+    assert result.metadata["checkpoint"]["extra"]["features"] == identity
+    assert result.metadata["features"] == {"path": str(cache.root), **cache.identity()}

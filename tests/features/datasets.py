@@ -19,15 +19,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from tests.builders import chain_triplets, write_json, write_split
+
 CATEGORIES = ("dress", "shirt")
 SPLITS = ("train", "val", "test")
 SIZES = [(48, 48), (40, 64), (72, 40), (32, 50), (64, 64), (50, 30)]
-
-
-def write_json(path: Path, obj: object) -> None:
-    """Write ``obj`` as JSON, creating folders."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj), encoding="utf-8")
 
 
 def noise_image(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
@@ -53,16 +49,9 @@ def make_dataset(root: Path, *, images_per_split: int = 4, seed: int = 0) -> Pat
                 counter += 1
             if (category == "dress" and split in ("train", "val")) or (category == "shirt" and split == "train"):
                 ids.append("Dshared")
-            write_json(root / "image_splits" / f"split.{category}.{split}.json", ids)
-            triplets = []
-            for n in range(len(ids) - 1):
-                entry = {"candidate": ids[n], "target": ids[n + 1],
-                         "captions": [f"is {category} number {n + 1}.", f" has {split} sleeves ?"]}
-                if split == "test":
-                    del entry["target"]
-                triplets.append(entry)
-            write_json(root / "captions" / f"cap.{category}.{split}.json", triplets)
-            write_json(root / "tags" / f"asin2attr.{category}.{split}.json", {i: ["plain"] for i in ids})
+            captions = [[f"is {category} number {n + 1}.", f" has {split} sleeves ?"] for n in range(len(ids) - 1)]
+            triplets = chain_triplets(ids, captions, targets=split != "test")
+            write_split(root, category, split, ids, triplets, tags={i: ["plain"] for i in ids})
     noise_image(rng, (56, 40)).save(images / "Dshared.png")
     # Ddup: the pixels of Dtrain0 (a PNG), stored with other compression → other bytes, same pixels.
     with Image.open(images / "Dtrain0.png") as original:

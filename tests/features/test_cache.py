@@ -38,15 +38,46 @@ def test_round_trip_is_memory_mapped(tmp_path):
 
 def test_stale_cache_is_refused_with_the_difference(tmp_path):
     _write(tmp_path)
-    with pytest.raises(CacheMismatchError, match="data_fingerprint: cache has 'abc', expected 'xyz'"):
+    with pytest.raises(CacheMismatchError, match="data_fingerprint: expected 'xyz', cache has 'abc'"):
         FeatureCache.open(tmp_path, expect={"data_fingerprint": "xyz"})
+    FeatureCache.open(tmp_path, expect={"data_fingerprint": "abc", "pretrained": None})  # None: not compared
 
 
 def test_incomplete_cache_is_refused(tmp_path):
     _write(tmp_path)
     (tmp_path / MANIFEST_FILE).unlink()
-    with pytest.raises(CacheMismatchError, match="incomplete"):
+    with pytest.raises(CacheMismatchError, match="incomplete.*run `cirlab extract` again to resume it"):
         FeatureCache.open(tmp_path)
+
+
+def test_unfinished_extraction_is_incomplete_not_a_data_set(tmp_path):
+    (tmp_path / ".partial").mkdir(parents=True)
+    (tmp_path / "images").mkdir()  # even beside a folder a data set would have
+    with pytest.raises(CacheMismatchError, match="incomplete.*again to resume it"):
+        FeatureCache.open(tmp_path)
+
+
+@pytest.mark.parametrize("marker", ["captions", "image_splits", "images"])
+def test_a_data_set_folder_is_not_a_cache(tmp_path, marker):
+    (tmp_path / marker).mkdir()
+    with pytest.raises(CacheMismatchError) as info:
+        FeatureCache.open(tmp_path)
+    message = str(info.value)
+    assert message == (f"{tmp_path}: not a feature cache (it looks like a data set); run "
+                       f"`cirlab extract --data {tmp_path} --out CACHE` first")
+
+
+def test_an_empty_folder_is_not_a_cache(tmp_path):
+    with pytest.raises(CacheMismatchError, match=r"not a feature cache \(no manifest.json\)") as info:
+        FeatureCache.open(tmp_path)
+    assert "resume" not in str(info.value)
+
+
+def test_identity_is_the_identity_keys_the_manifest_holds(tmp_path):
+    cache = FeatureCache.open(_write(tmp_path))
+    assert cache.identity() == {"model": "m", "preprocess": {"kind": "targetpad"}, "data_fingerprint": "abc",
+                                "dim": 8, "num_images": 6, "num_triplets": 2,
+                                "caption_forms": cache.manifest["caption_forms"]}
 
 
 def test_inconsistent_arrays_are_refused(tmp_path):

@@ -179,7 +179,7 @@ def test_invalid_options(data: Path, tmp_path: Path) -> None:
 # ------------------------------------------------------- missing and corrupt
 def test_missing_image_error_then_skip(fresh_data: Path, tmp_path: Path) -> None:
     remove_image(fresh_data, "Dval0")
-    with pytest.raises(MissingImagesError, match="dress/val"):
+    with pytest.raises(MissingImagesError, match="1 images .* missing .*pass --missing skip"):
         extract(fresh_data, tmp_path / "cache")
     cache = extract(fresh_data, tmp_path / "cache", missing="skip")
     assert "Dval0" not in cache.image_ids
@@ -223,8 +223,8 @@ def test_corrupt_image_skipped_with_counts(fresh_data: Path, tmp_path: Path) -> 
     assert len(cache.triplets) == 9 - 2
     assert cache.manifest["missing_policy"] == "skip"
     assert extract(fresh_data, out, missing="skip").manifest == cache.manifest  # up to date
-    with pytest.raises(CacheMismatchError, match="left out 1 corrupt images"):  # not silently under 'error'
-        extract(fresh_data, out, missing="error")
+    with pytest.raises(CacheMismatchError, match="left out 1 corrupt images.*pass --missing skip to accept"):
+        extract(fresh_data, out, missing="error")  # not silently under 'error'
 
 
 # ------------------------------------------------------------------ resume
@@ -304,7 +304,7 @@ def test_cli_extract(data: Path, reference: FeatureCache, tmp_path: Path, capsys
     assert f"{len(reference.image_ids)} images and {len(reference.triplets)} triplets" in out
     assert_same_cache(FeatureCache.open(tmp_path / "cache"), reference, exact=False)
     assert main(args) == 0
-    assert "up to date" in capsys.readouterr().out
+    assert "up to date" in capsys.readouterr().err  # a diagnostic, not a result
     assert main([*args[:-4], "--model", "cirlab-rn-tiny", "--workers", "0"]) == 2
     error = capsys.readouterr().err
     assert error.startswith("cirlab: error:") and error.count("\n") == 1 and "--overwrite" in error
@@ -343,12 +343,33 @@ def test_torchrun_two_processes_equal_single_process(data: Path, reference: Feat
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_torchrun_corrupt_image_stops_every_process_with_one_line(fresh_data: Path, tmp_path: Path) -> None:
+    """Whatever the timing: every process fails, none with a traceback, and each one that gets to report writes
+    the one complete error line. (torchrun stops the other processes when the first one fails, so a process may
+    be stopped before it writes; each process's stderr goes to its own file so that none can interleave.)"""
+    import re
+
     path = corrupt_image(fresh_data, "Sval0")  # late in the plan: the other process has finished its chunks
-    result = torchrun_extract(fresh_data, tmp_path / "cache")
+    logs = tmp_path / "logs"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CIRLAB_NO_PROGRESS": "1", "CUDA_VISIBLE_DEVICES": "",
+           "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "--redirects", "3", "--log-dir", str(logs),
+               "-m", "cirlab", "extract", "--data", str(fresh_data), "--out", str(tmp_path / "cache"),
+               "--model", "cirlab-vit-tiny", "--workers", "0", "--chunk-size", "4", "--batch-size", "4"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
-    errors = [line for line in result.stderr.splitlines() if line.startswith("cirlab: error:")]
-    assert len(errors) == 2 and all(str(path) in line for line in errors)  # both processes, same message
     assert not (tmp_path / "cache" / "manifest.json").exists()
+    # every process exits non-zero: torchrun reports each failed rank with its exit code
+    report = dict(re.findall(r"rank\s*:\s*(\d+).*?\n\s*exitcode\s*:\s*(-?\d+)", result.stderr))
+    assert set(report) == {"0", "1"} and all(int(code) != 0 for code in report.values()), result.stderr[-2000:]
+    stderr = {file.parent.name: file.read_text(encoding="utf-8") for file in logs.rglob("stderr.log")}
+    assert set(stderr) == {"0", "1"}
+    errors = {rank: [line for line in text.splitlines() if "cirlab: error:" in line] for rank, text in stderr.items()}
+    written = [lines for lines in errors.values() if lines]
+    assert written, stderr  # at least one process reported
+    assert all(len(lines) == 1 and lines[0].startswith(f"cirlab: error: {path}: ") for lines in written), errors
+    assert len({lines[0] for lines in written}) == 1  # the same message from every process that reported
+    assert not any("Traceback" in text for text in stderr.values()), stderr
 
 
 @pytest.mark.slow

@@ -50,13 +50,26 @@ def test_triplets_and_texts(data: Path) -> None:
 
 def test_missing_images_follow_the_policy(data: Path) -> None:
     remove_image(data, "Sval1")
-    with pytest.raises(MissingImagesError, match="shirt/val"):
+    with pytest.raises(MissingImagesError, match="shirt/val: 1"):
         plan_extraction(FashionIQ(data))
     plan = plan_extraction(FashionIQ(data), "skip")
     assert "Sval1" not in plan.image_ids
     assert plan.missing.missing_images == {"shirt.val": ["Sval1"]}
     assert plan.missing.dropped_triplets == {"shirt.val": [0, 1]}
     assert all("Sval1" not in (t.reference, t.target) for t in plan.triplets)
+
+
+def test_missing_image_error_counts_every_split_and_names_the_flag(data: Path) -> None:
+    for image_id in ("Dtrain1", "Sval1", "Stest0"):
+        remove_image(data, image_id)
+    with pytest.raises(MissingImagesError) as info:
+        plan_extraction(FashionIQ(data))
+    message = str(info.value)
+    assert message.startswith(f"{data / 'images'}: 3 images named by the split and caption files are missing ")
+    assert "dress/train: 1, shirt/test: 1, shirt/val: 1" in message and "e.g. Dtrain1, Stest0, Sval1" in message
+    assert "needed by 5 triplets" in message
+    assert message.endswith("pass --missing skip to leave them out with counts") and "\n" not in message
+    assert "policy" not in message
 
 
 def test_one_file_of_a_split_without_the_other(data: Path) -> None:

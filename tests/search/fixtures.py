@@ -12,7 +12,6 @@ Two kinds of feature cache are built:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from cirlab.features.cache import write_cache
+from tests.builders import chain_triplets, write_split
 
 CATEGORIES: tuple[str, ...] = ("dress", "shirt", "toptee")
 DIM = 64
@@ -96,10 +96,8 @@ def write_dataset(root: Path, ids: dict[str, list[str]], seed: int = 0) -> Path:
                 pixels[: height // 2] //= 1 + n % 4  # some structure besides noise
                 Image.fromarray(pixels).save(root / "images" / f"{image_id}.png")
                 written.add(image_id)
-        _write_json(root / "image_splits" / f"split.{category}.val.json", ids[category])
-        _write_json(root / "captions" / f"cap.{category}.val.json",
-                    [{"candidate": a, "target": b, "captions": ["is brighter", "has a pattern"]}
-                     for a, b in zip(ids[category][:-1], ids[category][1:])])
+        captions = [["is brighter", "has a pattern"]] * (len(ids[category]) - 1)
+        write_split(root, category, "val", ids[category], chain_triplets(ids[category], captions))
     return root
 
 
@@ -113,8 +111,3 @@ def encode_dataset(encoder: Any, root: Path, image_ids: list[str], preprocess: d
     pixels = torch.stack([transform(load_image(root / "images" / f"{i}.png")) for i in image_ids])
     features = encoder.encode_images(pixels).cpu().numpy()
     return dict(zip(image_ids, features))
-
-
-def _write_json(path: Path, obj: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj), encoding="utf-8")

@@ -59,7 +59,7 @@ def test_errors_are_one_line_with_status_2(tmp_path, capsys, flat_index, random_
     assert err.startswith("cirlab: error: reference: 'missing-id' is neither an image id") and "\n" not in err
     assert main(["search", "--index", str(flat_index), "--combiner", "combiner", "--reference", "D000",
                  "--text", "x", "--device", "cpu"]) == 2
-    assert "has weights that must be trained" in capsys.readouterr().err
+    assert "combiner 'combiner' has trainable parameters" in capsys.readouterr().err
     bad_image = tmp_path / "broken.png"
     bad_image.write_bytes(b"\x89PNG\r\n\x1a\n broken")
     assert main(["search", "--index", str(flat_index), "--combiner", "sum", "--reference", str(bad_image),

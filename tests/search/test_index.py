@@ -61,14 +61,31 @@ def test_manifest_that_disagrees_with_the_faiss_file_is_refused(index_copy):
     one_line_error("21 ids but 20 category lists", lambda: GalleryIndex.load(index_copy))
 
 
-def test_check_features_names_each_differing_key(flat_index, random_cache):
+def test_check_features_names_each_differing_key(tmp_path, flat_index, random_cache):
     index = GalleryIndex.load(flat_index)
     cache = FeatureCache.open(random_cache)
-    index.check_features(cache.manifest, cache.root)  # the cache it was built from
-    other = {**cache.manifest, "weights_hash": "f" * 64, "data_fingerprint": "other data"}
-    message = one_line_error("built from other features", lambda: index.check_features(other, "elsewhere"))
-    assert "weights_hash" in message and "data_fingerprint" in message and "model" not in message
-    one_line_error("dim: index has 64, cache has 32", lambda: index.check_features({**cache.manifest, "dim": 32}, "x"))
+    index.check_features(cache)  # the cache it was built from
+    moved = tmp_path / "moved"
+    shutil.copytree(random_cache, moved)
+    index.check_features(FeatureCache.open(moved))  # the path is not part of the identity
+    manifest = json.loads((moved / "manifest.json").read_text())
+    (moved / "manifest.json").write_text(json.dumps({**manifest, "weights_hash": "f" * 64,
+                                                     "data_fingerprint": "other data"}))
+    message = one_line_error(f"{flat_index / 'manifest.json'}: made from other features than the feature cache "
+                             f"{moved} ", lambda: index.check_features(FeatureCache.open(moved)))
+    assert "weights_hash: recorded" in message and "data_fingerprint: recorded 'tiny-test-fingerprint', cache " \
+        "'other data'" in message and "model" not in message
+    assert message.endswith("; rebuild the index with `cirlab index`")
+
+
+def test_an_index_built_before_the_identity_grew_still_matches(index_copy, random_cache):
+    earlier = ("path", "model", "weights_hash", "data_fingerprint", "preprocess", "dim")  # what indexes recorded
+
+    def keep_earlier_keys(manifest):
+        manifest["features"] = {key: manifest["features"][key] for key in earlier}
+
+    edit_manifest(index_copy, keep_earlier_keys)
+    GalleryIndex.load(index_copy).check_features(FeatureCache.open(random_cache))
 
 
 def test_unknown_category_and_bad_k_are_query_errors(flat_index):

@@ -6,7 +6,7 @@ import torch
 
 from cirlab.combiners import build_combiner, save_combiner
 from cirlab.data import load_image
-from cirlab.errors import CacheMismatchError
+from cirlab.errors import CacheMismatchError, ConfigError
 from cirlab.features.cache import FeatureCache
 from cirlab.search import GalleryIndex, QueryError, SearchEngine, UnknownItemError, build_index
 
@@ -170,10 +170,43 @@ def test_mismatched_combiner_features_or_encoder_are_refused(tmp_path, flat_inde
         SearchEngine(index, cache, build_combiner("sum", 32), encoder=encoder)
     other = write_gallery_cache(tmp_path / "other", gallery, random_features(gallery),
                                 cache_manifest(encoder.weights_hash(), data_fingerprint="other data"))
-    with pytest.raises(CacheMismatchError, match="built from other features.*data_fingerprint"):
+    with pytest.raises(CacheMismatchError, match="made from other features .*data_fingerprint"):
         SearchEngine(index, FeatureCache.open(other), build_combiner("sum", 64), encoder=encoder)
     stale = write_gallery_cache(tmp_path / "stale", gallery, random_features(gallery), cache_manifest("0" * 64))
     stale_index = build_index(stale, tmp_path / "stale_index", show_progress=False).out
-    with pytest.raises(CacheMismatchError, match="weights .* are not the ones that made the indexed features"):
+    with pytest.raises(CacheMismatchError, match=r"the encoder 'cirlab-vit-tiny' is not the one that made the "
+                                                 r"indexed features \(weights_hash: index '000000000000…', encoder"):
         SearchEngine(GalleryIndex.load(stale_index), FeatureCache.open(stale), build_combiner("sum", 64),
                      encoder=encoder)
+
+
+def test_a_combiner_of_another_encoder_is_refused_as_eval_refuses_it(tmp_path, flat_index, random_cache):
+    from cirlab.evaluation import evaluate
+
+    cache = FeatureCache.open(random_cache)
+    other_encoder = {**cache.identity(), "weights_hash": "9" * 64}  # same dimension, other weights
+    save_combiner(build_combiner("combiner", 64, projection_dim=32, hidden_dim=48), tmp_path / "run" / "best",
+                  extra={"features": other_encoder})
+    cached_hash = cache.manifest["weights_hash"][:12]
+    expected = (f"{tmp_path / 'run' / 'best' / 'combiner.json'}: made from other features than the feature cache "
+                f"{cache.root} (weights_hash: recorded '999999999999…', cache '{cached_hash}…')")
+    with pytest.raises(CacheMismatchError) as by_search:
+        SearchEngine.load(flat_index, tmp_path / "run", device="cpu")
+    assert str(by_search.value) == expected
+    with pytest.raises(CacheMismatchError) as by_eval:
+        evaluate(cache.root, checkpoint=tmp_path / "run", device="cpu", show_progress=False)
+    assert str(by_eval.value) == expected
+
+
+def test_load_takes_a_checkpoint_or_a_parameter_free_name(flat_index, tmp_path):
+    save_combiner(build_combiner("sum", 64), tmp_path / "run" / "best")
+    with pytest.raises(ConfigError, match="give either"):
+        SearchEngine.load(flat_index, tmp_path / "run", combiner_name="sum", device="cpu")
+    with pytest.raises(ConfigError, match="give either"):
+        SearchEngine.load(flat_index, device="cpu")
+    with pytest.raises(ConfigError, match="combiner 'combiner' has trainable parameters"):
+        SearchEngine.load(flat_index, combiner_name="combiner", device="cpu")
+    wide = tmp_path / "wide"
+    save_combiner(build_combiner("sum", 32), wide)
+    with pytest.raises(CacheMismatchError, match=r"wide/combiner.json: .*\(dim: recorded 32, cache 64\)"):
+        SearchEngine.load(flat_index, wide, device="cpu")

@@ -11,13 +11,15 @@ from cirlab.combiners.persistence import (
     WEIGHTS_FILE,
     CombinerFileError,
     load_combiner,
+    load_combiner_for,
     read_combiner_metadata,
+    resolve_checkpoint,
     save_combiner,
 )
 from cirlab.combiners.sum import SumCombiner
 
 __all__ = [
     "COMBINERS", "CONFIG_FILE", "WEIGHTS_FILE", "AttentionFusionCombiner", "CLIP4CirCombiner", "Combiner",
-    "CombinerFileError", "SumCombiner", "build_combiner", "load_combiner", "read_combiner_metadata",
-    "save_combiner",
+    "CombinerFileError", "SumCombiner", "build_combiner", "load_combiner", "load_combiner_for",
+    "read_combiner_metadata", "resolve_checkpoint", "save_combiner",
 ]

@@ -8,7 +8,14 @@ Layout of a combiner folder::
 Both files are written atomically, the weights first and the JSON last, and share a random save id.
 An interrupted save therefore leaves either the previous pair or a weights file whose save id the
 JSON does not name, which :func:`load_combiner` refuses instead of loading weights of one save with
-the description of another. ``extra`` is free JSON for the caller (epoch, metrics, training config).
+the description of another. ``extra`` is free JSON for the caller (epoch, metrics, training config);
+training records the feature cache's identity there under ``features``.
+
+A training run folder keeps combiner folders under the engine's fixed names,
+:data:`~cirlab.engine.checkpoint.BEST` (the best evaluation) and :data:`~cirlab.engine.checkpoint.LAST`
+(the latest epoch). :func:`resolve_checkpoint` turns "a run folder or a combiner folder" into the
+combiner folder, and :func:`load_combiner_for` is the one way commands load a combiner to use on a
+feature cache: resolved, loaded, and checked against the cache's identity.
 """
 
 from __future__ import annotations
@@ -16,19 +23,25 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from cirlab.combiners.base import Combiner, build_combiner
-from cirlab.errors import CacheMismatchError, CirlabError
+from cirlab.engine.checkpoint import BEST
+from cirlab.errors import CacheMismatchError, CirlabError, ConfigError
 from cirlab.io import atomic_path, atomic_write_json
+
+if TYPE_CHECKING:
+    from cirlab.features.cache import FeatureCache
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "combiner.safetensors"
 CONFIG_FILE = "combiner.json"
+
+#: Combiner folders of a training run: the best evaluation so far, and the latest epoch.
 
 
 class CombinerFileError(CacheMismatchError):
@@ -93,6 +106,51 @@ def load_combiner(path: str | Path, device: str | torch.device = "cpu") -> Combi
         raise CombinerFileError(f"{weights_path}: weights do not fit the {config_name(meta)} combiner ({details})")
     combiner.load_state_dict(state)
     return combiner.to(device).eval()
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The combiner folder that ``path`` names: ``path`` itself when it holds a saved combiner, else the
+    training run folder's best checkpoint ``path/best``."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CombinerFileError(f"{path}: checkpoint folder not found")
+    for folder in (path, path / BEST):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    raise CombinerFileError(f"{path}: not a combiner checkpoint (no {CONFIG_FILE} here or in {BEST}/)")
+
+
+def load_combiner_for(cache: FeatureCache, checkpoint: str | Path | None = None, *, name: str | None = None,
+                      device: str | torch.device = "cpu") -> tuple[Combiner, dict[str, Any]]:
+    """The combiner to use on ``cache`` (in eval mode on ``device``) and a JSON-ready description of it.
+
+    ``checkpoint`` is a combiner folder or a training run folder (its ``best/``); without one, the
+    parameter-free combiner ``name`` (such as ``sum``) is built for the cache's dimension, since
+    building one with weights by name would give untrained weights. A checkpoint is checked against
+    the cache with :func:`~cirlab.features.identity.check_identity` on the feature-space keys
+    (:data:`~cirlab.features.identity.ENCODER_KEYS`: the encoder and the dimension), so a combiner
+    trained on another encoder's features is refused in one line; the data set may differ.
+    """
+    from cirlab.features.identity import ENCODER_KEYS, check_identity
+
+    if checkpoint is None:
+        if name is None:
+            raise ConfigError("no combiner given: pass a checkpoint (--checkpoint RUN_DIR) or a parameter-free "
+                              "combiner name (--combiner sum)")
+        combiner = build_combiner(name, cache.dim)
+        if any(True for _ in combiner.parameters()):
+            raise ConfigError(f"combiner {name!r} has trainable parameters; use a trained one with --checkpoint "
+                              f"RUN_DIR (only parameter-free combiners such as 'sum' are built by name)")
+        return combiner.to(device).eval(), {"combiner": name, "checkpoint": None}
+    folder = resolve_checkpoint(checkpoint)
+    meta = read_combiner_metadata(folder)
+    extra = meta.get("extra") or {}
+    recorded = {**(extra.get("features") or {}), "dim": meta["config"]["dim"]}
+    check_identity(recorded, cache, what=folder / CONFIG_FILE, keys=ENCODER_KEYS)
+    description = {"combiner": meta["config"]["name"],
+                   "checkpoint": {"path": str(folder), "config": meta["config"], "save_id": meta.get("save_id"),
+                                  "extra": extra}}
+    return load_combiner(folder, device=device), description
 
 
 def config_name(meta: dict[str, Any]) -> str:

@@ -7,7 +7,8 @@ trains CLIP4Cir's recipe, the contrastive loss over the batch's other targets wi
 negatives, as the field's reference point.
 
 Runs live in ``OUT/runs/<name>/`` and are resumable: a rerun reuses a run whose ``metrics.json`` says
-``complete`` for the same config and feature cache, resumes an interrupted one from its ``last/``
+``complete`` for the same config (:func:`check_same_run`) and feature cache (its identity, by
+:func:`~cirlab.features.identity.check_identity`), resumes an interrupted one from its ``last/``
 checkpoint, and refuses (one line, nothing deleted) a folder that holds a run of another config.
 """
 
@@ -15,8 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from cirlab.compare.analysis import (
     verdict,
 )
 from cirlab.compare.result import Baseline, ComparisonResult
-from cirlab.errors import CacheMismatchError, ConfigError
+from cirlab.errors import ConfigError
 from cirlab.features.cache import FeatureCache
 from cirlab.io import atomic_write_json, atomic_write_text
 from cirlab.training.config import IN_BATCH, TrainConfig, load_config
@@ -47,12 +49,7 @@ CONTRASTIVE_RUN = "contrastive-in-batch"
 #: The strategy every other one is judged against.
 REFERENCE_STRATEGY = "random"
 
-#: Config keys that may differ from a finished run's without training it again (where and how it ran;
-#: the feature cache is compared by its identity instead of its path).
-RUNTIME_KEYS: frozenset[str] = frozenset(
-    {"device", "eval_batch_size", "tensorboard", "log_every", "resume", "stop_after_epochs", "features", "out"})
-
-Echo = Callable[[str], None]
+LOGGER = logging.getLogger(__name__)
 Overrides = Mapping[str, Any] | Sequence[str | tuple[str, Any]]
 
 
@@ -75,7 +72,7 @@ def compare(config: str | Path | TrainConfig | None, strategies: Sequence[str], 
             epochs: int | None = None, features: str | Path | None = None, include_contrastive: bool = False,
             overrides: Overrides | None = None, threshold: float | None = None,
             threshold_fraction: float = DEFAULT_THRESHOLD_FRACTION, data_root: str | Path | None = None,
-            queries: int = 4, query_seed: int = 0, echo: Echo | None = print) -> ComparisonResult:
+            queries: int = 4, query_seed: int = 0) -> ComparisonResult:
     """Train one run per strategy from ``config`` into ``OUT/runs/`` and write the report into ``out``.
 
     Args:
@@ -93,9 +90,9 @@ def compare(config: str | Path | TrainConfig | None, strategies: Sequence[str], 
         data_root: the data set whose images the query figures show (default: the cache manifest's
             ``data_root``); without images the figures are left out and the report says so.
         queries: validation queries drawn in each query figure (0: no figures); ``query_seed`` picks them.
-        echo: receives one line per run and per file written (``None``: silent).
+
+    Progress (one line per run, and the report's path) goes to this module's logger at INFO level.
     """
-    say = echo or (lambda line: None)
     out = Path(out)
     base = _base_config(config, overrides, epochs, features, out)
     if not 0 < threshold_fraction <= 1:
@@ -105,9 +102,9 @@ def compare(config: str | Path | TrainConfig | None, strategies: Sequence[str], 
     plans = plan_runs(base, strategies, out, include_contrastive)
     cache = FeatureCache.open(base.features)
 
-    say(f"compare: {len(plans)} runs x {base.epochs} epochs on {cache.root} -> {out}")
+    LOGGER.info("compare: %d runs x %d epochs on %s -> %s", len(plans), base.epochs, cache.root, out)
     baseline = sum_baseline(cache, base)
-    histories, steps, reused = _run_all(plans, cache_identity(cache), say)
+    histories, steps, reused = _run_all(plans, cache)
     if threshold is None:
         threshold = default_threshold(histories, baseline.recall[10], threshold_fraction)
         leader = max(histories, key=lambda name: _final_recall10(histories[name]))
@@ -129,7 +126,7 @@ def compare(config: str | Path | TrainConfig | None, strategies: Sequence[str], 
                            if name != REFERENCE_STRATEGY}
     else:
         result.notes.append(f"no '{REFERENCE_STRATEGY}' run, so no strategy is judged against random negatives")
-    _write_outputs(result, plans, cache, data_root, queries, query_seed, say)
+    _write_outputs(result, plans, cache, data_root, queries, query_seed)
     return result
 
 
@@ -197,45 +194,41 @@ def plan_runs(base: TrainConfig, strategies: Sequence[str], out: str | Path,
 
 
 # ------------------------------------------------------------------------------------------ runs
-def cache_identity(cache: FeatureCache) -> dict[str, Any]:
-    """The manifest values that identify a feature cache, as the trainer records them in a checkpoint."""
-    from cirlab.training.trainer import CACHE_IDENTITY_KEYS
-
-    return {key: cache.manifest.get(key) for key in CACHE_IDENTITY_KEYS}
-
-
-def _run_all(plans: list[RunPlan], identity: dict[str, Any],
-             say: Echo) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int], list[str]]:
+def _run_all(plans: list[RunPlan],
+             cache: FeatureCache) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int], list[str]]:
     """Train (or resume, or reuse) every planned run; return their histories, steps and the reused names."""
     histories: dict[str, list[dict[str, Any]]] = {}
     steps: dict[str, int] = {}
     reused: list[str] = []
     for number, plan in enumerate(plans, 1):
         prefix = f"[{number}/{len(plans)}] {plan.name}"
-        finished = finished_run(plan, identity)
+        finished = finished_run(plan, cache)
         if finished is not None:
             histories[plan.name], steps[plan.name] = list(finished["history"]), int(finished["steps"])
             reused.append(plan.name)
-            say(f"{prefix}: finished earlier; reusing {plan.run_dir / 'metrics.json'}")
+            LOGGER.info("%s: finished earlier; reusing %s", prefix, plan.run_dir / "metrics.json")
             continue
-        say(f"{prefix}: training {plan.description} -> {plan.run_dir}")
+        LOGGER.info("%s: training %s -> %s", prefix, plan.description, plan.run_dir)
         started = time.perf_counter()
         result = _train(plan.config)
         histories[plan.name], steps[plan.name] = list(result.history), result.steps
-        say(f"{prefix}: done in {time.perf_counter() - started:.0f} s; best headline {result.best_headline:.1f} "
-            f"at epoch {result.best_epoch}")
+        LOGGER.info("%s: done in %.0f s; best headline %.1f at epoch %d", prefix, time.perf_counter() - started,
+                    result.best_headline, result.best_epoch)
     return histories, steps, reused
 
 
-def finished_run(plan: RunPlan, identity: dict[str, Any]) -> dict[str, Any] | None:
+def finished_run(plan: RunPlan, cache: FeatureCache) -> dict[str, Any] | None:
     """The ``metrics.json`` of ``plan``'s run when it is complete and was trained as planned, else ``None``.
 
     ``None`` also means "train or resume it": the folder is empty, the run was interrupted, or it
     finished fewer epochs than asked. A folder holding a run of another config, of more epochs or on
-    another feature cache is refused with a one-line error; nothing is deleted.
+    another feature cache is refused with a one-line error; nothing is deleted. The cache is the one
+    its ``last/`` combiner records (as every trained combiner does), checked by its identity.
     """
-    from cirlab.training.checkpoint import has_state, read_state
-    from cirlab.training.logging import METRICS_FILE
+    from cirlab.combiners.persistence import CONFIG_FILE, read_combiner_metadata
+    from cirlab.engine.checkpoint import LAST
+    from cirlab.engine.runlog import METRICS_FILE
+    from cirlab.features.identity import check_identity
 
     path = plan.run_dir / METRICS_FILE
     if not path.is_file():
@@ -246,25 +239,33 @@ def finished_run(plan: RunPlan, identity: dict[str, Any]) -> dict[str, Any] | No
         return None  # rewritten by the trainer when it resumes the run
     if not isinstance(metrics, dict) or metrics.get("status") != "complete":
         return None
-    saved, wanted = metrics.get("config") or {}, plan.config.to_dict()
-    differing = [key for key in wanted if key not in RUNTIME_KEYS | {"epochs"} and saved.get(key) != wanted[key]]
-    if differing:
-        details = "; ".join(f"{key}: {saved.get(key)!r} there, {wanted[key]!r} now" for key in differing[:3])
-        raise ConfigError(f"{plan.run_dir}: holds a finished run of another config ({details}); "
-                          f"choose another --out or delete that run folder")
+    check_same_run(metrics.get("config") or {}, plan.config, run_dir=plan.run_dir)
     done = int(metrics.get("epochs_completed") or 0)
     if done > plan.config.epochs:
         raise ConfigError(f"{plan.run_dir}: holds a run of {done} epochs, more than the {plan.config.epochs} asked; "
                           f"pass --epochs {done} or choose another --out")
     if done < plan.config.epochs:
         return None  # the trainer resumes it for the remaining epochs
-    if has_state(plan.run_dir):
-        trained_on = read_state(plan.run_dir).get("cache") or {}
-        differing = [key for key in identity if trained_on.get(key) != identity[key]]
-        if differing:
-            raise CacheMismatchError(f"{plan.run_dir}: was trained on another feature cache (it differs in "
-                                     f"{', '.join(differing)}); choose another --out or delete that run folder")
+    last = plan.run_dir / LAST / CONFIG_FILE
+    if last.is_file():
+        trained_on = (read_combiner_metadata(last).get("extra") or {}).get("features")
+        check_identity(trained_on, cache, what=last, hint="choose another --out or delete that run folder")
     return metrics
+
+
+def check_same_run(saved_config: Mapping[str, Any], config: TrainConfig, *, run_dir: Path) -> None:
+    """Refuse ``run_dir``, whose run was trained with ``saved_config``, unless it is a run of ``config``.
+
+    The comparison is the one a resumed run passes (:func:`cirlab.training.trainer.run_identity`: every key
+    but what may change between invocations of a run, such as the device or the number of epochs).
+    """
+    from cirlab.engine import identity_changes
+    from cirlab.training.trainer import run_identity
+
+    changes = identity_changes(saved_config, run_identity(config), limit=3)
+    if changes:
+        raise ConfigError(f"{run_dir}: holds a run of another config ({changes}); choose another --out or delete "
+                          f"that run folder")
 
 
 def _train(config: TrainConfig) -> Any:
@@ -281,12 +282,11 @@ def _final_recall10(history: list[dict[str, Any]]) -> float:
 
 
 def evaluated_categories(cache: FeatureCache, config: TrainConfig) -> list[str]:
-    """The categories the trainer evaluates: ``val_categories``, else the trained categories."""
-    if config.val_categories:
-        return list(config.val_categories)
-    if config.categories:
-        return list(config.categories)
-    return [c for c in cache.categories() if cache.has_split(c, "train") and cache.has_split(c, config.val_split)]
+    """The categories the runs of ``config`` are validated on (the trainer's rule,
+    :func:`cirlab.evaluation.evaluated_categories`)."""
+    from cirlab.evaluation.fashioniq import evaluated_categories as validated
+
+    return validated(cache, config.val_categories, config.categories, config.val_split)
 
 
 def sum_baseline(cache: FeatureCache, config: TrainConfig) -> Baseline:
@@ -306,8 +306,11 @@ def _setup(base: TrainConfig, plans: list[RunPlan], cache: FeatureCache, config:
            overrides: Overrides | None) -> dict[str, Any]:
     """What every run shared, for the report and ``comparison.json``."""
     shared = {key: value for key, value in base.to_dict().items() if key not in ("out", "negatives", "resume")}
+    from cirlab.provenance import provenance
+
     manifest = cache.manifest
     return {
+        "provenance": provenance(),
         "config_source": str(config) if isinstance(config, (str, Path)) else None,
         "overrides": [list(item) if isinstance(item, tuple) else item for item in
                       (overrides.items() if isinstance(overrides, Mapping) else (overrides or []))],
@@ -323,7 +326,7 @@ def _setup(base: TrainConfig, plans: list[RunPlan], cache: FeatureCache, config:
 
 
 def _write_outputs(result: ComparisonResult, plans: list[RunPlan], cache: FeatureCache,
-                   data_root: str | Path | None, queries: int, query_seed: int, say: Echo) -> None:
+                   data_root: str | Path | None, queries: int, query_seed: int) -> None:
     """Plots, query figures, ``report.md`` and ``comparison.json`` (each written atomically)."""
     from cirlab.compare.plots import plot_recall, plot_training
     from cirlab.compare.report import render_report
@@ -348,4 +351,4 @@ def _write_outputs(result: ComparisonResult, plans: list[RunPlan], cache: Featur
     result.files["comparison"] = out / COMPARISON_FILE
     atomic_write_text(out / REPORT_FILE, render_report(result))
     atomic_write_json(out / COMPARISON_FILE, result.to_dict())
-    say(f"report: {out / REPORT_FILE}")
+    LOGGER.info("report: %s", out / REPORT_FILE)

@@ -133,7 +133,7 @@ def write_query_figures(cache: FeatureCache, data_root: str | Path, run_dirs: Ma
     from cirlab.combiners import load_combiner
     from cirlab.data import FashionIQ
     from cirlab.evaluation.fashioniq import FashionIQValidation
-    from cirlab.evaluation.pipeline import resolve_checkpoint
+    from cirlab.combiners.persistence import resolve_checkpoint
 
     try:
         dataset = FashionIQ(data_root)

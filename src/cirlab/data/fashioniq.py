@@ -110,7 +110,7 @@ class FashionIQ:
             raise MissingImagesError(
                 images_dir(self.root),
                 f"{len(missing)} images of {category}/{split} are missing (e.g. {', '.join(missing[:3])}), "
-                f"affecting {affected} of {len(triplets)} triplets; use the missing-image policy 'skip' "
+                f"affecting {affected} of {len(triplets)} triplets; pass --missing skip (missing=\"skip\") "
                 f"to leave them out with counts",
             )
         if report is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +100,13 @@ def check_run_folder(run_dir: Path, *, resume: bool, ctx: DistributedContext) ->
     return run_dir / LAST
 
 
+def identity_changes(saved: Mapping[str, Any], now: Mapping[str, Any], *, limit: int = 4) -> str:
+    """How the identity ``now`` differs from the ``saved`` one, as ``key: checkpoint X, now Y; ...`` (the first
+    ``limit`` differing keys of ``now``); empty when they agree. The one comparison of "is this the same run"."""
+    changed = [key for key in now if saved.get(key) != now[key]]
+    return "; ".join(f"{key}: checkpoint {saved.get(key)!r}, now {now[key]!r}" for key in changed[:limit])
+
+
 class Engine:
     """One run: the objective, the optimiser and schedule, the history and the run folder."""
 
@@ -137,12 +144,9 @@ class Engine:
 
     # ---------------------------------------------------------------- resume
     def _resume(self, state: dict[str, Any], folder: Path) -> None:
-        saved = state.get("identity") or {}
-        changed = [key for key in sorted(set(saved) | set(self.identity)) if saved.get(key) != self.identity.get(key)]
-        if changed:
-            details = "; ".join(f"{key}: checkpoint {saved.get(key)!r}, now {self.identity.get(key)!r}"
-                                for key in changed[:4])
-            raise ConfigError(f"{self.run_dir}: cannot resume with a different config ({details})")
+        changes = identity_changes(state.get("identity") or {}, self.identity)
+        if changes:
+            raise ConfigError(f"{self.run_dir}: cannot resume with a different config ({changes})")
         self.objective.load(folder)
         self.objective.load_state_dict(state.get("objective") or {})
         if self.optimizer is not None:

@@ -13,13 +13,14 @@ from cirlab.evaluation.fashioniq import (
     NonFiniteQueriesError,
     category_queries,
     evaluate_fashioniq,
+    evaluated_categories,
 )
-from cirlab.evaluation.pipeline import evaluate, resolve_checkpoint
+from cirlab.evaluation.pipeline import evaluate
 from cirlab.evaluation.recall import DEFAULT_KS, OUTSIDE_GALLERY, recall_at_k, recall_from_ranks, target_ranks
 from cirlab.evaluation.results import CategoryResult, EvaluationResult
 
 __all__ = [
     "DEFAULT_KS", "OUTSIDE_GALLERY", "CategoryQueries", "CategoryResult", "EvaluationResult", "FashionIQValidation",
-    "NonFiniteQueriesError", "category_queries", "evaluate", "evaluate_fashioniq", "recall_at_k", "recall_from_ranks",
-    "resolve_checkpoint", "target_ranks",
+    "NonFiniteQueriesError", "category_queries", "evaluate", "evaluate_fashioniq", "evaluated_categories",
+    "recall_at_k", "recall_from_ranks", "target_ranks",
 ]

@@ -28,7 +28,7 @@ Queries that cannot be ranked are never dropped silently:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +55,9 @@ Combine = Callable[[Tensor, Tensor], Tensor]
 
 #: Key of the missing-image report (:meth:`MissingReport.to_dict`) in a cache manifest.
 MANIFEST_MISSING_KEY = "missing"
+
+#: The split a combiner is trained on.
+TRAIN_SPLIT = "train"
 
 
 class NonFiniteQueriesError(CirlabError):
@@ -209,6 +212,21 @@ def evaluate_fashioniq(cache: FeatureCache, combine: Combine, categories: list[s
     """Evaluate ``combine`` on the FashionIQ protocol of ``cache`` (every category of ``split`` by default)."""
     validation = FashionIQValidation(cache, categories=categories, split=split, device=device, batch_size=batch_size)
     return validation.evaluate(combine, metadata=metadata, show_progress=show_progress)
+
+
+def evaluated_categories(cache: FeatureCache, val_categories: Sequence[str] | None,
+                         trained: Sequence[str] | None, split: str = "val") -> list[str]:
+    """The categories a training run is validated on, by one rule for the trainer and ``compare``.
+
+    ``val_categories`` when given; else the trained categories when they were chosen (``trained``,
+    each once); else every cached category that has both a train and a ``split`` split (a category
+    without validation images cannot be validated, so it is left out rather than refused).
+    """
+    if val_categories:
+        return list(val_categories)
+    if trained:
+        return list(dict.fromkeys(trained))
+    return [c for c in cache.categories() if cache.has_split(c, TRAIN_SPLIT) and cache.has_split(c, split)]
 
 
 def _resolve_categories(cache: FeatureCache, categories: list[str] | None, split: str) -> list[str]:

@@ -13,7 +13,9 @@ Layout of a cache folder::
 Features are stored as the encoder returns them (not normalised); consumers normalise where their
 method does. Every file is written atomically and the manifest last, so a reader never sees a
 half-written cache: :meth:`FeatureCache.open` refuses a folder whose manifest is missing, whose
-arrays disagree with the manifest, or whose manifest does not match what the caller expects.
+arrays disagree with the manifest, or whose manifest does not match what the caller expects. A
+cache's identity (what checkpoints, runs and indexes record to be tied to it) is
+:meth:`FeatureCache.identity`, compared by :func:`cirlab.features.identity.check_identity`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ from typing import Any
 import numpy as np
 
 from cirlab.data.captions import CAPTION_FORMS, EVAL_FORM_INDEX
+from cirlab.data.layout import CAPTIONS_DIR, IMAGES_DIR, SPLITS_DIR
 from cirlab.errors import CacheMismatchError
+from cirlab.features.identity import describe_differences, identity_differences, manifest_identity
+from cirlab.features.partial import PARTIAL_DIR
 from cirlab.io import atomic_path, atomic_write_json
 
 FORMAT_VERSION = 1
@@ -34,11 +39,6 @@ MANIFEST_FILE = "manifest.json"
 IMAGES_FILE = "images.npy"
 TEXTS_FILE = "texts.npy"
 INDEX_FILE = "index.json"
-
-#: Manifest keys compared by :meth:`FeatureCache.open` when the caller states an expectation.
-CHECKED_KEYS: tuple[str, ...] = (
-    "model", "pretrained", "weights_hash", "preprocess", "data_fingerprint", "dim", "precision",
-)
 
 
 @dataclass(frozen=True)
@@ -89,17 +89,17 @@ class FeatureCache:
     def open(cls, root: str | Path, expect: dict[str, Any] | None = None) -> FeatureCache:
         """Open the cache at ``root``; refuse it when incomplete, inconsistent or not as expected.
 
-        ``expect`` maps manifest keys (see :data:`CHECKED_KEYS`) to the values the caller needs,
-        for example the model name and the data set's fingerprint; any difference raises
-        :class:`CacheMismatchError` naming the keys, the cached and the expected values.
+        ``expect`` maps identity keys (see :data:`~cirlab.features.identity.IDENTITY_KEYS`) to the
+        values the caller needs, for example the model name and the data set's fingerprint (``None``
+        values are not compared); any difference raises :class:`CacheMismatchError` naming the keys,
+        the expected and the cached values.
         """
         root = Path(root)
         manifest_path = root / MANIFEST_FILE
         if not root.is_dir():
             raise CacheMismatchError(f"{root}: feature cache folder not found")
         if not manifest_path.exists():
-            raise CacheMismatchError(f"{root}: no {MANIFEST_FILE}; the cache is incomplete (extraction did not "
-                                     f"finish) — run `cirlab extract` again to resume it")
+            raise CacheMismatchError(_not_a_cache(root))
         manifest = _read_json(manifest_path)
         if manifest.get("format_version") != FORMAT_VERSION:
             raise CacheMismatchError(f"{manifest_path}: cache format {manifest.get('format_version')!r}, "
@@ -108,10 +108,11 @@ class FeatureCache:
             if not (root / name).exists():
                 raise CacheMismatchError(f"{root / name}: missing from the feature cache")
         if expect:
-            differences = [f"{key}: cache has {manifest.get(key)!r}, expected {value!r}"
-                           for key, value in expect.items() if value is not None and manifest.get(key) != value]
+            differences = identity_differences(expect, manifest, [key for key, value in expect.items()
+                                                                  if value is not None])
             if differences:
-                raise CacheMismatchError(f"{manifest_path}: stale or mismatched cache ({'; '.join(differences)})")
+                raise CacheMismatchError(f"{manifest_path}: stale or mismatched cache "
+                                         f"({describe_differences(differences, 'expected', 'cache has')})")
         return cls(root, manifest, _read_json(root / INDEX_FILE))
 
     def _validate_shapes(self) -> None:
@@ -127,6 +128,15 @@ class FeatureCache:
             raise CacheMismatchError(f"{self.root}: inconsistent cache: {'; '.join(problems)}")
 
     # ---------------------------------------------------------------- queries
+    def identity(self) -> dict[str, Any]:
+        """What identifies this cache: the manifest values of
+        :data:`~cirlab.features.identity.IDENTITY_KEYS` (keys the manifest lacks are left out).
+
+        Checkpoints, training runs and indexes record it, and
+        :func:`~cirlab.features.identity.check_identity` compares a record with a cache.
+        """
+        return manifest_identity(self.manifest)
+
     @property
     def dim(self) -> int:
         """Feature dimension."""
@@ -199,6 +209,17 @@ def write_cache(root: str | Path, *, image_ids: list[str], image_features: np.nd
     }
     atomic_write_json(root / MANIFEST_FILE, full_manifest)
     return root
+
+
+def _not_a_cache(root: Path) -> str:
+    """Why ``root``, a folder without a manifest, cannot be opened, and what to run."""
+    if (root / PARTIAL_DIR).is_dir() or any((root / name).exists() for name in (IMAGES_FILE, TEXTS_FILE, INDEX_FILE)):
+        return (f"{root}: no {MANIFEST_FILE}; the cache is incomplete (extraction did not finish) — run "
+                f"`cirlab extract` again to resume it")
+    if any((root / name).is_dir() for name in (CAPTIONS_DIR, SPLITS_DIR, IMAGES_DIR)):
+        return (f"{root}: not a feature cache (it looks like a data set); run `cirlab extract --data {root} "
+                f"--out CACHE` first")
+    return f"{root}: not a feature cache (no {MANIFEST_FILE}); run `cirlab extract --data DATA --out {root}` first"
 
 
 def _read_json(path: Path) -> Any:

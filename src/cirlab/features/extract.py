@@ -206,8 +206,8 @@ class _Extraction:
             if self.policy is MissingPolicy.ERROR and corrupt.get("total_missing_images"):
                 example = (corrupt.get("errors") or ["?"])[0]
                 raise CacheMismatchError(f"{manifest}: this cache left out {corrupt['total_missing_images']} corrupt "
-                                         f"images under the 'skip' policy (e.g. {example}); use the missing-image "
-                                         f"policy 'skip' to accept it, or replace the images")
+                                         f"images under --missing skip (e.g. {example}); pass --missing skip to "
+                                         f"accept it, or replace the images")
             return cache
         self.ctx.barrier()  # every process has looked before the old cache is invalidated
         if self.ctx.is_main:

@@ -16,10 +16,10 @@ from typing import Any
 
 from cirlab.data.captions import caption_variants
 from cirlab.data.fashioniq import FashionIQ
-from cirlab.data.layout import SPLITS, captions_file, split_file
+from cirlab.data.layout import SPLITS, captions_file, images_dir, split_file
 from cirlab.data.missing import MissingPolicy, MissingReport
 from cirlab.data.records import Triplet
-from cirlab.errors import DataError
+from cirlab.errors import DataError, MissingImagesError
 
 
 @dataclass
@@ -50,7 +50,8 @@ def plan_extraction(dataset: FashionIQ, policy: MissingPolicy | str = MissingPol
     """Collect every image and triplet of every category and split present in ``dataset``.
 
     A category/split counts as present when its split file or caption file exists; having only one
-    of the two is an error (half a split cannot be encoded faithfully).
+    of the two is an error (half a split cannot be encoded faithfully). Under the ``error`` policy,
+    missing images are counted over every split first, so that the error gives the whole count.
     """
     policy = MissingPolicy.parse(policy)
     report = MissingReport(policy=policy.value)
@@ -72,7 +73,7 @@ def plan_extraction(dataset: FashionIQ, policy: MissingPolicy | str = MissingPol
             for path in (sfile, cfile):
                 if not path.exists():
                     raise DataError(path, f"file not found, but the other file of {category}/{split} exists")
-            data = dataset.split_data(category, split, policy, report)
+            data = dataset.split_data(category, split, MissingPolicy.SKIP, report)  # counted, refused below
             split_ids[f"{category}.{split}"] = list(data.image_ids)
             for image_id in data.image_ids:
                 add(image_id)
@@ -83,6 +84,9 @@ def plan_extraction(dataset: FashionIQ, policy: MissingPolicy | str = MissingPol
             triplets.extend(data.triplets)
     if not split_ids:
         raise DataError(dataset.root / "image_splits", "no split or caption files for the chosen categories")
+    report.policy = policy.value
+    if policy is MissingPolicy.ERROR and report.total_missing:
+        raise _missing_images_error(dataset, report)
     paths = []
     for image_id in image_ids:
         path = dataset.image_path(image_id)
@@ -91,6 +95,17 @@ def plan_extraction(dataset: FashionIQ, policy: MissingPolicy | str = MissingPol
         paths.append(path)
     return ExtractionPlan(image_ids=image_ids, image_paths=paths, split_ids=split_ids, triplets=triplets,
                           missing=report)
+
+
+def _missing_images_error(dataset: FashionIQ, report: MissingReport) -> MissingImagesError:
+    """One line: how many images are missing over every split, where, a few examples, and the flag to use."""
+    examples = sorted({image_id for ids in report.missing_images.values() for image_id in ids})[:3]
+    where = ", ".join(f"{key.replace('.', '/')}: {len(ids)}" for key, ids in sorted(report.missing_images.items()))
+    return MissingImagesError(
+        images_dir(dataset.root),
+        f"{report.total_missing} images named by the split and caption files are missing ({where}; e.g. "
+        f"{', '.join(examples)}), needed by {report.total_dropped} triplets; pass --missing skip to leave them "
+        f"out with counts")
 
 
 @dataclass

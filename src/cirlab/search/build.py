@@ -20,7 +20,7 @@ from cirlab.errors import CacheMismatchError, ConfigError
 from cirlab.features.cache import FeatureCache
 from cirlab.progress import progress
 from cirlab.search.components import encoder_spec_from_manifest
-from cirlab.search.index import FEATURE_KEYS, INDEX_KINDS, IndexManifest, write_index
+from cirlab.search.index import INDEX_KINDS, IndexManifest, write_index
 
 #: Rows normalised and added per step (bounds the memory beyond the index itself).
 ADD_CHUNK = 65_536
@@ -97,7 +97,7 @@ def build_index(features: str | Path, out: str | Path, *, categories: list[str] 
 
     manifest = IndexManifest(
         kind=kind, dim=dim, ids=ids, id_categories=id_categories, split=split,
-        features={"path": str(cache.root.resolve()), **{key: cache.manifest.get(key) for key in FEATURE_KEYS}},
+        features={"path": str(cache.root.resolve()), **cache.identity()},
         encoder=encoder_spec_from_manifest(cache.manifest, cache.root).to_dict(),
         data_root=cache.manifest.get("data_root"),
         nlist=nlist if kind == "ivf" else None, nprobe=nprobe if kind == "ivf" else None,

@@ -1,9 +1,11 @@
-"""The models a query needs, loaded and checked against the index: encoder and combiner.
+"""The models a query needs, checked against the index: encoder and combiner.
 
 Both must agree with the feature cache the index was built from: the encoder must be the one that
 made the cached features (same weights hash and dimension), and the combiner must map features of
 that dimension to query embeddings of that dimension. Any disagreement is a one-line
-:class:`~cirlab.errors.CacheMismatchError` naming the files involved.
+:class:`~cirlab.errors.CacheMismatchError` naming the files involved. A combiner loaded from a
+checkpoint is checked against the cache's identity when it is loaded
+(:func:`~cirlab.combiners.persistence.load_combiner_for`); :func:`check_combiner` covers any module.
 """
 
 from __future__ import annotations
@@ -11,15 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cirlab.errors import CacheMismatchError, ConfigError
+from cirlab.errors import CacheMismatchError
+from cirlab.features.identity import describe_differences, identity_differences
 
 if TYPE_CHECKING:
     from torch import nn
 
     from cirlab.encoders import Encoder, EncoderSpec
-
-#: Folder of a training run that holds its best checkpoint.
-BEST_CHECKPOINT = "best"
 
 
 def encoder_spec_from_manifest(manifest: dict[str, Any], where: str | Path) -> EncoderSpec:
@@ -38,49 +38,12 @@ def encoder_spec_from_manifest(manifest: dict[str, Any], where: str | Path) -> E
 
 
 def check_encoder(encoder: Encoder, features: dict[str, Any], where: str | Path) -> None:
-    """Refuse an encoder other than the one that made the features described by ``features``."""
-    if encoder.dim != features.get("dim"):
-        raise CacheMismatchError(f"{where}: the encoder {encoder.spec.model!r} gives {encoder.dim}-d features, "
-                                 f"the index holds {features.get('dim')}-d features")
-    expected = features.get("weights_hash")
-    if expected and encoder.weights_hash() != expected:
-        raise CacheMismatchError(f"{where}: the encoder's weights (hash {encoder.weights_hash()[:12]}) are not the "
-                                 f"ones that made the indexed features (hash {str(expected)[:12]})")
-
-
-def combiner_folder(checkpoint: str | Path) -> Path:
-    """The combiner folder of ``checkpoint``: a run folder's ``best/``, or the folder itself."""
-    from cirlab.combiners import CONFIG_FILE
-
-    path = Path(checkpoint)
-    if not path.exists():
-        raise CacheMismatchError(f"{path}: checkpoint folder not found")
-    if (path / BEST_CHECKPOINT / CONFIG_FILE).is_file():
-        return path / BEST_CHECKPOINT
-    return path
-
-
-def load_query_combiner(checkpoint: str | Path | None, name: str | None, dim: int,
-                        device: str = "cpu") -> nn.Module:
-    """A combiner from a training run or combiner folder (``checkpoint``), or a parameter-free one by ``name``.
-
-    Building a combiner that has weights by name would give untrained weights, so only combiners
-    without parameters (``sum``) may be chosen by name.
-    """
-    from cirlab.combiners import build_combiner, load_combiner
-
-    if (checkpoint is None) == (name is None):
-        raise ConfigError("give either a combiner checkpoint (--checkpoint RUN) or a parameter-free combiner "
-                          "name (--combiner sum), not both")
-    if checkpoint is not None:
-        folder = combiner_folder(checkpoint)
-        combiner = load_combiner(folder, device=device)
-        check_combiner(combiner, dim, folder)
-        return combiner
-    combiner = build_combiner(str(name), dim).to(device).eval()
-    if any(True for _ in combiner.parameters()):
-        raise ConfigError(f"combiner {name!r} has weights that must be trained; pass --checkpoint RUN_DIR instead")
-    return combiner
+    """Refuse an encoder other than the one that made the features whose identity is ``features``."""
+    recorded = {key: features[key] for key in ("dim", "weights_hash") if features.get(key) is not None}
+    differences = identity_differences(recorded, {"dim": encoder.dim, "weights_hash": encoder.weights_hash()})
+    if differences:
+        raise CacheMismatchError(f"{where}: the encoder {encoder.spec.model!r} is not the one that made the indexed "
+                                 f"features ({describe_differences(differences, 'index', 'encoder')})")
 
 
 def check_combiner(combiner: nn.Module, dim: int, where: str | Path) -> None:

@@ -5,8 +5,8 @@ Layout of an index folder::
     index.faiss     faiss index (IndexFlatIP, or IndexIVFFlat with inner product); row i is ids[i]
     manifest.json   what the index holds and how it was made (written last: no manifest, no index)
 
-The manifest ties the index to the feature cache it was built from (the cache's model, weights
-hash, data fingerprint, preprocessing and dimension), names the encoder that made those features,
+The manifest ties the index to the feature cache it was built from (the cache's path and identity,
+:meth:`~cirlab.features.cache.FeatureCache.identity`), names the encoder that made those features,
 and lists the gallery ids in index order with each id's categories (an image may belong to two
 categories: FashionIQ's shirt and toptee splits share images). Scores are inner products of unit
 vectors, that is cosine similarities.
@@ -17,22 +17,22 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cirlab.errors import CacheMismatchError
+from cirlab.features.identity import check_identity
 from cirlab.io import atomic_path, atomic_write_json
 from cirlab.search.errors import QueryError
+
+if TYPE_CHECKING:
+    from cirlab.features.cache import FeatureCache
 
 FORMAT_VERSION = 1
 INDEX_FILE = "index.faiss"
 MANIFEST_FILE = "manifest.json"
 INDEX_KINDS: tuple[str, ...] = ("flat", "ivf")
-
-#: Feature-cache manifest keys an index must agree with; the weights hash identifies the encoder's
-#: weights however they were obtained, so moved checkpoint paths do not make an index stale.
-FEATURE_KEYS: tuple[str, ...] = ("model", "weights_hash", "data_fingerprint", "preprocess", "dim")
 
 
 @dataclass
@@ -44,7 +44,7 @@ class IndexManifest:
     ids: list[str]  # gallery ids in index order
     id_categories: list[list[str]]  # categories of each id (usually one)
     split: str  # the split whose images form the gallery
-    features: dict[str, Any]  # the feature cache: its path and the FEATURE_KEYS of its manifest
+    features: dict[str, Any]  # the feature cache: its path and its identity
     encoder: dict[str, Any]  # EncoderSpec.to_dict() form of the encoder that made the features
     data_root: str | None = None  # the data set the features came from, when the cache records it
     nlist: int | None = None  # IVF only: number of inverted lists
@@ -185,13 +185,14 @@ class GalleryIndex:
                                          f"{', '.join(self.categories())}")
 
     # ------------------------------------------------------------ compatibility
-    def check_features(self, cache_manifest: dict[str, Any], cache_root: str | Path) -> None:
-        """Raise :class:`CacheMismatchError` unless the feature cache is the one the index was built from."""
-        differences = [f"{key}: index has {self.manifest.features.get(key)!r}, cache has {cache_manifest.get(key)!r}"
-                       for key in FEATURE_KEYS if self.manifest.features.get(key) != cache_manifest.get(key)]
-        if differences:
-            raise CacheMismatchError(f"{self.root / MANIFEST_FILE}: built from other features than {cache_root} "
-                                     f"({'; '.join(differences)}); rebuild the index with `cirlab index`")
+    def check_features(self, cache: FeatureCache) -> None:
+        """Raise :class:`CacheMismatchError` unless ``cache`` is the feature cache the index was built from.
+
+        The identity recorded at build time is compared (:func:`~cirlab.features.identity.check_identity`),
+        not the path, so a moved cache still serves its index.
+        """
+        check_identity(self.manifest.features, cache, what=self.root / MANIFEST_FILE,
+                       hint="rebuild the index with `cirlab index`")
 
     # ----------------------------------------------------------------- search
     def search(self, queries: np.ndarray, k: int, category: str | None = None) -> tuple[np.ndarray, np.ndarray]:

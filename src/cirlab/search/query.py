@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cirlab.errors import CacheMismatchError
+from cirlab.errors import CacheMismatchError, ConfigError
 from cirlab.features.cache import FeatureCache
-from cirlab.search.components import check_combiner, check_encoder, encoder_spec_from_manifest, load_query_combiner
+from cirlab.search.components import check_combiner, check_encoder, encoder_spec_from_manifest
 from cirlab.search.errors import QueryError, UnknownItemError
 from cirlab.search.index import MANIFEST_FILE, GalleryIndex
 
@@ -68,7 +68,7 @@ class SearchEngine:
 
         self.index = index
         self.features = features
-        index.check_features(features.manifest, features.root)
+        index.check_features(features)
         self.device = resolve_device(device)
         self.precision = precision or _usable_precision(features.manifest.get("precision"), self.device)
         self.combiner = combiner.to(self.device).eval()
@@ -87,15 +87,21 @@ class SearchEngine:
              features: str | Path | None = None, device: str = "auto", precision: str | None = None) -> SearchEngine:
         """Open an index, its feature cache (``features``, default: the path its manifest records) and a combiner.
 
-        ``checkpoint`` is a training run folder (its ``best/`` is used) or a combiner folder;
+        ``checkpoint`` is a training run folder (its ``best/`` is used) or a combiner folder, loaded and
+        checked against the cache as ``cirlab eval`` does (:func:`~cirlab.combiners.persistence.load_combiner_for`);
         ``combiner_name`` instead builds a parameter-free combiner such as ``sum``.
         """
+        from cirlab.combiners.persistence import load_combiner_for
         from cirlab.runtime import resolve_device
 
+        if (checkpoint is None) == (combiner_name is None):
+            raise ConfigError("give either a combiner checkpoint (--checkpoint RUN) or a parameter-free combiner "
+                              "name (--combiner sum), not both")
         index = GalleryIndex.load(index_dir)
         features_path = Path(features) if features is not None else Path(index.manifest.features["path"])
         cache = FeatureCache.open(features_path)
-        combiner = load_query_combiner(checkpoint, combiner_name, index.dim, device=str(resolve_device(device)))
+        index.check_features(cache)
+        combiner, _ = load_combiner_for(cache, checkpoint, name=combiner_name, device=resolve_device(device))
         return cls(index, cache, combiner, device=device, precision=precision)
 
     @property

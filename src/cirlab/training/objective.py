@@ -32,6 +32,7 @@ from torch import nn
 
 from cirlab.distributed import DistributedContext, wrap_ddp
 from cirlab.engine import ObjectiveBase, StepOutput
+from cirlab.engine.checkpoint import LAST, STATE_FILE
 from cirlab.engine.optim import uniform_groups
 from cirlab.errors import ConfigError
 from cirlab.features.cache import FeatureCache
@@ -80,9 +81,9 @@ class CombinerObjective(ObjectiveBase):
         seed_everything(int(global_seed))  # dropout masks differ between processes
         self.validation = None
         if ctx.is_main:
-            from cirlab.evaluation.fashioniq import FashionIQValidation
+            from cirlab.evaluation.fashioniq import FashionIQValidation, evaluated_categories
 
-            val_categories = config.val_categories or self.data.gallery.category_names
+            val_categories = evaluated_categories(cache, config.val_categories, config.categories, config.val_split)
             self.validation = FashionIQValidation(cache, categories=val_categories, split=config.val_split,
                                                   device=device, batch_size=config.eval_batch_size)
         self.steps_done = 0
@@ -183,7 +184,7 @@ class CombinerObjective(ObjectiveBase):
                 "steps_done": self.steps_done}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        check_identity(state.get("features"), self.cache, what=Path(self.config.out) / "last",
+        check_identity(state.get("features"), self.cache, what=Path(self.config.out) / LAST / STATE_FILE,
                        hint="resume on the feature cache the run was trained on, or start a new run")
         if isinstance(self.loss_fn, nn.Module) and state.get("loss"):
             self.loss_fn.load_state_dict(state["loss"])
