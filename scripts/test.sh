@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/setup_browser.sh
 export HF_HUB_OFFLINE=1 CIRLAB_NO_PROGRESS=1 OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
-.venv/bin/ruff check src tests benchmarks
+.venv/bin/ruff check src tests
 exec .venv/bin/python -m pytest "$@"

@@ -19,10 +19,14 @@ REQUIRED = {
             for what in ("pml_triplets", "anchors_agreeing", "window_total_difference", "k16_picks_in_pml_set",
                          "boundary_triplets")] + ["time_ratio"],
     "naive": ["random_speedup", "semi_hard_speedup", "reference_batch_speedup", "naive_ms_per_negative"],
+    "extract": [f"{model}.{what}" for model in ("cirlab-vit-tiny", "cirlab-rn-tiny", "cirlab-vit-small")
+                for what in ("pipeline_over_forward", "images_per_s", "caption_forms_per_s", "extract_s")],
     "cache": ["epoch_ratio", "break_even_epochs", "cached_epoch_ms", "reencoding_epoch_ms", "extract_s"],
     "eval": ["6k.recall_over_bare", "6k.protocol_over_bare", "6k.recall_difference", "6k.prepare_ms"],
     "search": ["100k.flat_over_bare", "100k.ivf_speedup", "100k.ivf_recall_at_10", "100k.flat_p50_ms",
-               "100k.ivf_p99_ms", "http_over_engine", "http_over_health", "http_p50_ms", "engine_p50_ms"],
+               "100k.ivf_p99_ms", "100k.category_over_flat", "100k.flat_category_p50_ms", "100k.ivf_category_p50_ms",
+               "http_over_engine", "http_over_health", "http_p50_ms", "engine_p50_ms", "load_speedup",
+               "load_requests_per_s", "load_p50_ms", "load_p99_ms", "load_failed_requests"],
 }
 
 
@@ -54,6 +58,7 @@ def test_quick_run_writes_every_figure_finite(tmp_path, capsys) -> None:
         assert pml[f"{distance}.pml_triplets"]["value"] > 0
     assert benchmarks["eval"]["figures"]["6k.recall_difference"]["value"] == 0
     assert 0 < benchmarks["search"]["figures"]["100k.ivf_recall_at_10"]["value"] <= 1
+    assert benchmarks["search"]["figures"]["load_failed_requests"]["value"] == 0
 
 
 def test_unknown_benchmark_is_a_one_line_error(tmp_path, capsys) -> None:

@@ -35,3 +35,10 @@ def test_tiny_fashioniq_reads_back_with_distinct_reference_and_target(tmp_path) 
     image = load_image(data.image_path(ids[0]))
     width, height = image.size
     assert 72 <= width <= 96 and 100 <= height <= 130
+
+
+def test_tiny_fashioniq_images_take_the_given_size_ranges(tmp_path) -> None:
+    root = write_tiny_fashioniq(tmp_path / "data", images=6, triplets=2, width=(200, 202), height=(260, 261))
+    data = FashionIQ(root)
+    sizes = {load_image(data.image_path(i)).size for i in data.image_ids("dress", "train")}
+    assert all(200 <= w <= 202 and 260 <= h <= 261 for w, h in sizes)

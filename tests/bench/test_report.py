@@ -33,12 +33,6 @@ def test_figure_names_are_unique_within_a_benchmark() -> None:
         result.add(Figure("x", 2.0, "s", "absolute", "d"))
 
 
-def test_finite_flags_nan_and_infinite_spread() -> None:
-    assert Figure("x", 1.0, "s", "absolute", "d", low=0.5, high=2.0).finite
-    assert not Figure("x", float("nan"), "s", "absolute", "d").finite
-    assert not Figure("x", 1.0, "s", "absolute", "d", low=0.5, high=float("inf")).finite
-
-
 def test_json_round_trip_keeps_every_figure(tmp_path) -> None:
     report = _report()
     path = tmp_path / "out.json"

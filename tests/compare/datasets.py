@@ -8,13 +8,13 @@ cache manifest names it as ``data_root``, as extraction does, so the query figur
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from cirlab.features.cache import write_cache
+from tests.builders import write_split
 
 CATEGORIES = ("dress", "shirt")
 SPLITS = ("train", "val")
@@ -76,10 +76,4 @@ def _write_images(root: Path, image_ids: list[str], split_rows: dict[str, list[i
         Image.fromarray(pixels, "RGB").save(root / "images" / f"{image_id}.png")
     for key, rows in split_rows.items():
         category, split = key.split(".")
-        _write_json(root / "image_splits" / f"split.{category}.{split}.json", [image_ids[r] for r in rows])
-        _write_json(root / "captions" / f"cap.{category}.{split}.json", captions[key])
-
-
-def _write_json(path: Path, obj: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj), encoding="utf-8")
+        write_split(root, category, split, [image_ids[r] for r in rows], captions[key])

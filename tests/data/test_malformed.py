@@ -18,8 +18,7 @@ from PIL import Image
 from cirlab.cli import main
 from cirlab.data import FashionIQ
 from cirlab.errors import DataError
-
-from .fixtures import make_fashioniq, write_json
+from tests.builders import make_fashioniq, write_json
 
 
 def _drop_folder(name: str) -> Callable[[Path], None]:

@@ -2,8 +2,7 @@ import json
 import shutil
 
 from cirlab.data import CATEGORIES, FashionIQ, validation_inputs
-
-from .fixtures import make_fashioniq, write_json
+from tests.builders import make_fashioniq, write_json
 
 
 def test_protocol_inputs_on_a_fixture(tmp_path):

@@ -9,11 +9,12 @@ so a model can learn both the descriptions of pretraining and the modifications 
 from __future__ import annotations
 
 import itertools
-import json
 import random
 from pathlib import Path
 
 from PIL import Image, ImageDraw
+
+from tests.builders import write_split
 
 COLOURS = {"red": (210, 30, 30), "blue": (30, 60, 210), "green": (30, 170, 50), "yellow": (235, 210, 40)}
 PATTERNS = ("solid", "striped")
@@ -73,7 +74,6 @@ def make_tagged_fashioniq(root: Path, *, per_split: dict[str, int] | None = None
                 path = root / "images" / f"{image_id}.png"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 draw_garment(category, *attrs).save(path)
-            _write_json(root / "image_splits" / f"split.{category}.{split}.json", ids)
             triplets = []
             for n, reference in enumerate(ids):
                 target = ids[(n + 1 + rng.randrange(count - 1)) % count]
@@ -81,13 +81,6 @@ def make_tagged_fashioniq(root: Path, *, per_split: dict[str, int] | None = None
                 if split == "val" and n == 0:
                     captions[0] = ""
                 triplets.append({"candidate": reference, "target": target, "captions": captions})
-            _write_json(root / "captions" / f"cap.{category}.{split}.json", triplets)
-            if with_tags:
-                _write_json(root / "tags" / f"asin2attr.{category}.{split}.json",
-                            {image_id: garment_tags(*attributes[image_id]) for image_id in ids})
+            tags = {image_id: garment_tags(*attributes[image_id]) for image_id in ids} if with_tags else None
+            write_split(root, category, split, ids, triplets, tags)
     return root
-
-
-def _write_json(path: Path, obj: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj), encoding="utf-8")

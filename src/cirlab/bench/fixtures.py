@@ -39,11 +39,13 @@ def queries_near(targets: torch.Tensor, generator: torch.Generator, noise: float
     return F.normalize(targets + torch.randn(targets.shape, generator=generator) * (noise / dim**0.5), dim=1)
 
 
-def write_tiny_fashioniq(root: Path, images: int, triplets: int, seed: int = 0) -> Path:
+def write_tiny_fashioniq(root: Path, images: int, triplets: int, seed: int = 0, *, width: tuple[int, int] = (72, 96),
+                         height: tuple[int, int] = (100, 130)) -> Path:
     """A FashionIQ-layout folder of ``images`` small PNGs (category dress, train split) and ``triplets`` triplets.
 
-    Images are 72-96 px wide and 100-130 px high (more elongated than the target-pad ratio, so the
-    preprocessing pads them as it pads FashionIQ's product photos), with a coloured garment-like block.
+    Images are ``width`` px wide and ``height`` px high (ranges, both ends included; by default more
+    elongated than the target-pad ratio, so the preprocessing pads them as it pads FashionIQ's product
+    photos), with a coloured garment-like block.
     """
     rng = np.random.default_rng(seed)
     image_dir = root / "images"
@@ -52,11 +54,11 @@ def write_tiny_fashioniq(root: Path, images: int, triplets: int, seed: int = 0) 
     (root / "image_splits").mkdir(exist_ok=True)
     ids = [f"B{n:07d}" for n in range(images)]
     for image_id in ids:
-        width, height = int(rng.integers(72, 97)), int(rng.integers(100, 131))
-        pixels = np.full((height, width, 3), 235, dtype=np.uint8)
+        w, h = int(rng.integers(width[0], width[1] + 1)), int(rng.integers(height[0], height[1] + 1))
+        pixels = np.full((h, w, 3), 235, dtype=np.uint8)
         colour = rng.integers(0, 256, size=3)
-        top, left = int(rng.integers(5, height // 4)), int(rng.integers(5, width // 4))
-        pixels[top:height - top, left:width - left] = colour
+        top, left = int(rng.integers(5, h // 4)), int(rng.integers(5, w // 4))
+        pixels[top:h - top, left:w - left] = colour
         pixels = np.clip(pixels.astype(np.int16) + rng.integers(-12, 13, size=pixels.shape), 0, 255).astype(np.uint8)
         Image.fromarray(pixels, "RGB").save(image_dir / f"{image_id}.png")
     entries = []

@@ -49,11 +49,6 @@ class Figure:
         """A figure whose value and spread come from a :class:`Stat`."""
         return cls(name, stat.value, unit, kind, description, baseline, stat.low, stat.high)
 
-    @property
-    def finite(self) -> bool:
-        """Whether the value (and the spread, when given) are finite numbers."""
-        return all(v is None or math.isfinite(v) for v in (self.value, self.low, self.high))
-
 
 @dataclass
 class BenchResult:
@@ -73,13 +68,6 @@ class BenchResult:
         self.figures.append(figure)
         return figure
 
-    def figure(self, name: str) -> Figure:
-        """The figure called ``name``."""
-        for candidate in self.figures:
-            if candidate.name == name:
-                return candidate
-        raise KeyError(f"benchmark {self.name!r} has no figure {name!r}")
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form; figures keyed by name."""
         return {"name": self.name, "title": self.title, "seconds": round(self.seconds, 3), "settings": self.settings,
@@ -97,13 +85,6 @@ class BenchReport:
     results: list[BenchResult] = field(default_factory=list)
     seconds: float = 0.0
     command: str = ""
-
-    def result(self, name: str) -> BenchResult:
-        """The result of benchmark ``name``."""
-        for candidate in self.results:
-            if candidate.name == name:
-                return candidate
-        raise KeyError(f"no benchmark {name!r} in this report")
 
     def figures(self) -> dict[str, Figure]:
         """Every figure by its full name ``<benchmark>.<figure>``."""

@@ -4,20 +4,27 @@ Galleries are clustered random 64-d features (the dimension of ``cirlab-vit-tiny
 the HTTP path runs; 64-d also keeps a million-item gallery within memory and time), written as a feature
 cache and indexed with :func:`cirlab.search.build_index`: ``flat`` (exact inner product) and ``ivf``
 (about sqrt(N) / 2 lists, the default nprobe), whose recall@10 against exact search is the library's own
-measurement at build time. Queries are single vectors near gallery items, searched one at a time with
-one faiss thread, as ``cirlab serve`` runs. The baseline is a bare one-thread torch matrix-vector
-product and top-10 over the same normalised array.
+measurement at build time. The gallery is split into three categories of a third each (dress, shirt,
+toptee, as FashionIQ's galleries are). Queries are single vectors near gallery items, searched one at a
+time with one faiss thread, as ``cirlab serve`` runs, over the whole gallery and within one category (a
+faiss ID selector, the search page's category filter). The baseline is a bare one-thread torch
+matrix-vector product and top-10 over the same normalised array.
 
 The service is timed on the 100k gallery: :class:`~cirlab.search.SearchEngine` (text encoder, ``sum``
 combiner, exact index) in-process, then the same queries as ``POST /api/search`` through a real uvicorn
 server on 127.0.0.1 (:class:`~cirlab.serve.BackgroundServer`), one client, one request at a time; faiss
 uses one thread and torch its default, as ``cirlab serve`` does. ``GET /health`` on the same server, timed
-in the same rounds, is the cost of the HTTP transport alone.
+in the same rounds, is the cost of the HTTP transport alone. Then the service under load: a batch of
+requests (half of them within one category) sent by several clients at once, each a thread with its own
+connection, against the same batch sent by one client, one request at a time, in the same rounds. The
+clients run in the server's process and share its interpreter, so the throughput they reach is a lower
+bound for separate client machines.
 """
 
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,7 +38,7 @@ from cirlab.bench.context import TINY_MODEL, BenchContext
 from cirlab.bench.fixtures import CAPTIONS, clustered_features, queries_near
 from cirlab.bench.mining import size_label
 from cirlab.bench.report import BenchResult, Figure
-from cirlab.bench.timing import Stat, latency_percentiles
+from cirlab.bench.timing import Stat, latency_percentiles, round_ratio, time_rounds
 
 if TYPE_CHECKING:
     from cirlab.encoders import Encoder
@@ -41,6 +48,9 @@ TITLE = "faiss query latency (exact and IVF) and HTTP latency of the search serv
 
 DIM = 64
 TOP = 10
+CATEGORIES: tuple[str, ...] = ("dress", "shirt", "toptee")
+#: The category that searches "within one category" are restricted to.
+FILTER = "shirt"
 
 
 @contextmanager
@@ -81,15 +91,52 @@ def interleaved_latencies(works: dict[str, Callable[[Any], object]], items: Sequ
 
 
 def write_gallery_cache(root: Path, features: np.ndarray, weights_hash: str, seed: int) -> Path:
-    """A feature cache whose ``dress`` val split is ``features``, described as made by the tiny encoder."""
+    """A feature cache whose val splits are ``features``, a third per category of :data:`CATEGORIES` (in order),
+    described as made by the tiny encoder."""
     from cirlab.features.cache import write_cache
 
+    thirds = np.array_split(np.arange(len(features)), len(CATEGORIES))
     manifest = {"model": TINY_MODEL, "pretrained": None, "checkpoint": None, "weights_hash": weights_hash,
                 "encoder": {"seed": seed}, "preprocess": {"kind": "targetpad", "target_ratio": 1.25},
                 "precision": "fp32", "data_fingerprint": f"cirlab-bench-{len(features)}x{features.shape[1]}-{seed}"}
     return write_cache(root, image_ids=[f"G{n:07d}" for n in range(len(features))], image_features=features,
-                       split_rows={"dress.val": list(range(len(features)))}, triplets=[],
+                       split_rows={f"{c}.val": rows.tolist() for c, rows in zip(CATEGORIES, thirds)}, triplets=[],
                        text_features=np.zeros((0, 4, features.shape[1]), np.float32), manifest=manifest)
+
+
+def concurrent_requests(url: str, forms: Sequence[dict[str, str]], clients: int) -> tuple[list[float], int]:
+    """POST every form of ``forms`` to ``/api/search`` from ``clients`` threads at once, each with its own
+    connection; returns the seconds of each request and how many failed (no answer, or not 200)."""
+    import httpx
+
+    pending = iter(range(len(forms)))
+    lock = threading.Lock()
+    seconds: list[float] = []
+    failed = [0]
+
+    def client() -> None:
+        with httpx.Client(base_url=url, timeout=60.0) as session:
+            while True:
+                with lock:
+                    position = next(pending, None)
+                if position is None:
+                    return
+                start = time.perf_counter()
+                try:
+                    ok = session.post("/api/search", data=forms[position]).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                elapsed = time.perf_counter() - start
+                with lock:
+                    seconds.append(elapsed)
+                    failed[0] += not ok
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return seconds, failed[0]
 
 
 def add_latency_figures(result: BenchResult, prefix: str, seconds: dict[str, list[list[float]]],
@@ -147,6 +194,8 @@ def index_figures(ctx: BenchContext, result: BenchResult, size: int, folder: Pat
             "flat": lambda q: flat_index.search(q, TOP),
             "ivf": lambda q: ivf_index.search(q, TOP),
             "bare": lambda q: torch.topk(gallery @ torch.from_numpy(q[0]), TOP),
+            "flat_category": lambda q: flat_index.search(q, TOP, FILTER),
+            "ivf_category": lambda q: ivf_index.search(q, TOP, FILTER),
         }, vectors, rounds=rounds, warmup=10)
     prefix = f"{label}."
     result.add(Figure.from_stat(f"{prefix}flat_over_bare", p50_ratio(seconds, "flat", "bare"), "x", "ratio",
@@ -154,17 +203,22 @@ def index_figures(ctx: BenchContext, result: BenchResult, size: int, folder: Pat
                                 baseline="one-thread torch matvec + top-10, median"))
     result.add(Figure.from_stat(f"{prefix}ivf_speedup", p50_ratio(seconds, "flat", "ivf"), "x", "ratio",
                                 "exact search median latency over IVF median latency", baseline="IVF search"))
+    result.add(Figure.from_stat(f"{prefix}category_over_flat", p50_ratio(seconds, "flat_category", "flat"), "x",
+                                "ratio", "exact search within one category (a third of the gallery), median latency",
+                                baseline="exact search over the whole gallery, median"))
     result.add(Figure(f"{prefix}ivf_recall_at_10", float(ivf.recall_at_10), "fraction", "exact",
                       f"IVF (nlist {ivf.nlist}, nprobe {ivf.nprobe}) top 10 vs exact top 10"))
     add_latency_figures(result, prefix, seconds, {"flat": "exact faiss search", "ivf": "IVF faiss search",
-                                                  "bare": "torch matvec + top-10"})
+                                                  "bare": "torch matvec + top-10",
+                                                  "flat_category": "exact faiss search within one category",
+                                                  "ivf_category": "IVF faiss search within one category"})
     result.settings[f"{label}.ivf"] = f"nlist {ivf.nlist}, nprobe {ivf.nprobe}"
     return flat.out, cache_dir
 
 
 def http_figures(ctx: BenchContext, result: BenchResult, index_dir: Path, cache_dir: Path, encoder: Encoder,
                  requests: int, rounds: int) -> None:
-    """In-process and HTTP latency of composed queries against the exact index."""
+    """In-process and HTTP latency of composed queries against the exact index, then the service under load."""
     try:
         import httpx
 
@@ -182,18 +236,19 @@ def http_figures(ctx: BenchContext, result: BenchResult, index_dir: Path, cache_
     ids = engine.index.ids
     rng = np.random.default_rng(ctx.seed)
     plan = [(ids[int(rng.integers(len(ids)))], CAPTIONS[int(rng.integers(len(CAPTIONS)))]) for _ in range(requests)]
-    with single_threaded(torch_too=False), BackgroundServer(create_app(engine, None), host="127.0.0.1") as server, \
-            httpx.Client(base_url=server.url, timeout=60.0) as client:
+    with single_threaded(torch_too=False), BackgroundServer(create_app(engine, None), host="127.0.0.1") as server:
+        with httpx.Client(base_url=server.url, timeout=60.0) as client:
 
-        def over_http(query: tuple[str, str]) -> None:
-            answer = client.post("/api/search", data={"reference_id": query[0], "text": query[1], "k": str(TOP)})
-            answer.raise_for_status()
+            def over_http(query: tuple[str, str]) -> None:
+                answer = client.post("/api/search", data={"reference_id": query[0], "text": query[1], "k": str(TOP)})
+                answer.raise_for_status()
 
-        seconds = interleaved_latencies({
-            "engine": lambda q: engine.search(q[0], q[1], k=TOP),
-            "http": over_http,
-            "health": lambda _: client.get("/health").raise_for_status(),
-        }, plan, rounds=rounds, warmup=5)
+            seconds = interleaved_latencies({
+                "engine": lambda q: engine.search(q[0], q[1], k=TOP),
+                "http": over_http,
+                "health": lambda _: client.get("/health").raise_for_status(),
+            }, plan, rounds=rounds, warmup=5)
+        load_figures(ctx, result, server.url, ids)
     result.add(Figure.from_stat("http_over_engine", p50_ratio(seconds, "http", "engine"), "x", "ratio",
                                 "HTTP POST /api/search, median latency",
                                 baseline="the same query through SearchEngine.search in-process"))
@@ -204,3 +259,30 @@ def http_figures(ctx: BenchContext, result: BenchResult, index_dir: Path, cache_
                                                         "exact faiss)", "http": "POST /api/search on 127.0.0.1",
                                               "health": "GET /health on 127.0.0.1"})
     result.settings["http_requests"] = requests
+
+
+def load_figures(ctx: BenchContext, result: BenchResult, url: str, ids: Sequence[str]) -> None:
+    """Throughput and latency of a batch of search requests from several clients at once, against the same
+    batch from one client, in the same rounds."""
+    clients, requests, repeats = ctx.pick(8, 4), ctx.pick(160, 32), ctx.pick(2, 1)
+    rng = np.random.default_rng(ctx.seed + 1)
+    forms = [{"reference_id": ids[int(rng.integers(len(ids)))], "text": CAPTIONS[int(rng.integers(len(CAPTIONS)))],
+              "category": CATEGORIES[int(rng.integers(len(CATEGORIES)))] if rng.random() < 0.5 else "",
+              "k": str(TOP)} for _ in range(requests)]
+    outcomes: dict[str, list[tuple[list[float], int]]] = {"one": [], "many": []}
+    timings = time_rounds({
+        "one": lambda: outcomes["one"].append(concurrent_requests(url, forms, 1)),
+        "many": lambda: outcomes["many"].append(concurrent_requests(url, forms, clients)),
+    }, repeats=repeats, warmup=1)
+    p50, p99 = latency_percentiles([s for seconds, _ in outcomes["many"][1:] for s in seconds])
+    result.add(Figure.from_stat("load_speedup", round_ratio(timings["one"], timings["many"]), "x", "ratio",
+                                f"throughput of {clients} clients at once, {requests} POST /api/search",
+                                baseline="the same requests from one client, one at a time"))
+    result.add(Figure.from_stat("load_requests_per_s", timings["many"].stat.map(lambda t: requests / t),
+                                "requests/s", "absolute", f"POST /api/search from {clients} clients at once"))
+    among = f"latency among {clients} clients at once"
+    result.add(Figure("load_p50_ms", p50, "ms", "absolute", f"{among}, median"))
+    result.add(Figure("load_p99_ms", p99, "ms", "absolute", f"{among}, 99th percentile"))
+    result.add(Figure("load_failed_requests", sum(failed for runs in outcomes.values() for _, failed in runs), "count",
+                      "exact", "requests of the load test without a 200 answer (0 = all answered)"))
+    result.settings["load"] = f"{clients} clients, {requests} requests per round"

@@ -51,11 +51,6 @@ class Timing:
         """Median and spread of the samples."""
         return Stat.of(self.samples)
 
-    @property
-    def median(self) -> float:
-        """Median seconds."""
-        return self.stat.value
-
 
 def synchronize(device: torch.device) -> None:
     """Wait for queued accelerator work, so that a timer measures the work and not its launch."""
@@ -99,13 +94,3 @@ def latency_percentiles(seconds: Sequence[float]) -> tuple[float, float]:
     """p50 and p99 of single-request latencies, in milliseconds."""
     values = np.asarray(seconds, dtype=np.float64) * 1000.0
     return float(np.percentile(values, 50)), float(np.percentile(values, 99))
-
-
-def time_each(work: Callable[[object], object], items: Sequence[object]) -> list[float]:
-    """Seconds of ``work(item)`` for each item, one timer per call (for latency distributions)."""
-    seconds = []
-    for item in items:
-        start = time.perf_counter()
-        work(item)
-        seconds.append(time.perf_counter() - start)
-    return seconds
