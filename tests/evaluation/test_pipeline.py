@@ -5,9 +5,8 @@ import pytest
 import torch
 
 from cirlab import cli
-from cirlab.combiners import CombinerFileError, build_combiner, save_combiner
+from cirlab.combiners import CombinerFileError, build_combiner, resolve_checkpoint, save_combiner
 from cirlab.errors import CacheMismatchError, ConfigError
-from cirlab.combiners import resolve_checkpoint
 from cirlab.evaluation import evaluate, evaluate_fashioniq
 from cirlab.features.cache import MANIFEST_FILE
 
@@ -133,3 +132,21 @@ def test_checkpoint_trained_on_another_data_set_with_the_same_encoder_is_evaluat
     result = evaluate(cache.root, checkpoint=tmp_path / "ckpt", device="cpu", show_progress=False)
     assert result.metadata["checkpoint"]["extra"]["features"] == identity
     assert result.metadata["features"] == {"path": str(cache.root), **cache.identity()}
+
+
+@pytest.mark.slow
+def test_the_synthetic_benchmarks_test_split_is_evaluated(tmp_path):
+    """cirlab synth writes test targets, so a checkpoint selected on val can be reported on test."""
+    from cirlab.encoders import EncoderSpec
+    from cirlab.features.extract import extract_features
+    from cirlab.synth import generate
+    from cirlab.synth.config import SynthConfig
+
+    generate(tmp_path / "data", SynthConfig.preset("tiny"), show_progress=False)
+    extract_features(tmp_path / "data", EncoderSpec(model="cirlab-rn-tiny", pretrained=None, seed=0),
+                     tmp_path / "features", device="cpu")
+    assert cli.main(["eval", "--features", str(tmp_path / "features"), "--combiner", "sum", "--split", "test",
+                     "--device", "cpu", "--out", str(tmp_path / "test.json")]) == 0
+    data = json.loads((tmp_path / "test.json").read_text())
+    assert data["split"] == "test" and data["num_queries"] > 0
+    assert all(reasons["target_withheld"] == 0 for reasons in data["excluded_queries"].values())

@@ -84,10 +84,7 @@ def test_triplets_stay_in_split_and_change_one_to_three_attributes(tiny_synth):
             assert len(records) == len(triplets)
             for triplet, record in zip(triplets, records):
                 assert triplet.reference == record["candidate"]
-                if split == "test":
-                    assert triplet.target is None
-                else:
-                    assert triplet.target == record["target"]
+                assert triplet.target == record["target"]
                 target = record["target"]
                 assert {triplet.reference, target} <= split_ids
                 assert images[triplet.reference]["category"] == images[target]["category"] == category
@@ -97,13 +94,12 @@ def test_triplets_stay_in_split_and_change_one_to_three_attributes(tiny_synth):
                 assert all(c.strip() and c == c.lower() for c in triplet.captions)
 
 
-def test_test_split_has_no_target_key(tiny_synth):
+def test_every_split_has_targets_so_test_can_be_evaluated(tiny_synth):
     root, _ = tiny_synth
     for category in CATEGORIES:
-        entries = json.loads((root / f"captions/cap.{category}.test.json").read_text())
-        assert entries and all("target" not in e and set(e) == {"candidate", "captions"} for e in entries)
-        val = json.loads((root / f"captions/cap.{category}.val.json").read_text())
-        assert all(set(e) == {"target", "candidate", "captions"} for e in val)
+        for split in ("train", "val", "test"):
+            entries = json.loads((root / f"captions/cap.{category}.{split}.json").read_text())
+            assert entries and all(set(e) == {"target", "candidate", "captions"} for e in entries)
 
 
 def test_duplicates_are_byte_identical_listed_and_share_a_split(tiny_synth):

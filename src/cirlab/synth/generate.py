@@ -134,11 +134,10 @@ def _write_split(out: Path, config: SynthConfig, category: str, split: str,
     atomic_write_json(split_file(out, category, split), ids)
     entries = []
     for pair, captions in captioned:
-        entry: dict[str, Any] = {"target": pair.target.image_id, "candidate": pair.reference.image_id,
-                                 "captions": list(captions.captions)}
-        if split == "test":  # FashionIQ withholds test targets; synth_meta.json keeps them
-            del entry["target"]
-        entries.append(entry)
+        # Unlike FashionIQ, which withholds its test targets, the synthetic benchmark writes them: a checkpoint
+        # selected on val can then be reported on test (`cirlab eval --split test`).
+        entries.append({"target": pair.target.image_id, "candidate": pair.reference.image_id,
+                        "captions": list(captions.captions)})
     atomic_write_json(captions_file(out, category, split), entries)
     by_id = {item.image_id: item for item in members}
     atomic_write_json(tags_file(out, category, split), {i: by_id[i].garment.tags() for i in ids})
