@@ -55,7 +55,7 @@ class Regression(ObjectiveBase):
             loss = loss * float("nan")
         return StepOutput(loss, {"noise": torch.rand(1, generator=self.generator), "sample_time_s": 0.0})
 
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self, epoch: int) -> dict[str, float]:
         return {"val/score": -float((self.model.weight.detach() - 2).abs())}
 
     def save(self, folder: Path, record: dict[str, Any]) -> None:

@@ -14,7 +14,9 @@ from cirlab.engine import read_state
 from cirlab.engine.loop import Engine
 from cirlab.engine.runlog import read_csv
 from cirlab.errors import CacheMismatchError, ConfigError
+from cirlab.evaluation import recall_from_ranks
 from cirlab.evaluation.fashioniq import evaluate_fashioniq
+from cirlab.evaluation.ranks import read_ranks
 from cirlab.features.cache import FeatureCache
 from cirlab.training import load_config, train
 from tests.training.fixtures import make_learnable_cache
@@ -75,6 +77,9 @@ def assert_same_run(a, b):
     assert without_times(sa) == without_times(sb)
     ea, eb = read_csv(a / "epochs.csv"), read_csv(b / "epochs.csv")
     assert without_times(ea) == without_times(eb)
+    ra, rb = read_ranks(a / "ranks.npz"), read_ranks(b / "ranks.npz")
+    assert list(ra) == list(rb)
+    assert all(np.array_equal(ra[n][c].ranks, rb[n][c].ranks) for n in ra for c in ra[n])
 
 
 @pytest.mark.slow
@@ -152,6 +157,18 @@ def test_run_folder_contents(cache_dir, tmp_path):
     assert json.loads((out / "best" / "combiner.json").read_text())["extra"]["epoch"] == result.best_epoch
     rescored = evaluate_fashioniq(cache, best, show_progress=False).headline
     assert rescored == pytest.approx(metrics["best"]["value"])
+    # every validation's per-query ranks are kept, and give back the logged recall
+    evaluations = read_ranks(out / "ranks.npz")
+    assert list(evaluations) == ["val/epoch-0000", "val/epoch-0002", "val/epoch-0003"]
+    for name, epoch in (("val/epoch-0002", 2), ("val/epoch-0003", 3)):
+        for category in ("dress", "shirt"):
+            ranks = torch.from_numpy(evaluations[name][category].ranks.astype(np.int64))
+            logged = metrics["history"][epoch][f"val/{category}/R@10"]
+            assert recall_from_ranks(ranks, (10,))[10] == pytest.approx(logged)
+    accounting = metrics["evaluation"]
+    assert accounting["split"] == "val" and accounting["ranks_file"] == "ranks.npz"
+    assert accounting["excluded_queries"]["dress"] == {"missing_image": 0, "target_withheld": 0}
+    assert set(accounting["queries"]) == {"dress", "shirt"} and accounting["missing_images"]["shirt"] == 0
     state = read_state(out)
     assert (state["epoch"], state["step"], state["world_size"]) == (3, 30, 1)
     assert {"optimizer", "scheduler", "rng", "history", "best", "identity", "objective"} <= set(state)

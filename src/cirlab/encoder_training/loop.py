@@ -86,7 +86,7 @@ class EncoderObjective(ObjectiveBase):
     def after_step(self) -> dict[str, float]:
         return self.learner.after_step(self.model)
 
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self, epoch: int) -> dict[str, float]:
         return {f"{VAL}{key}": value for key, value in self.learner.evaluate(self.model).items()}
 
     def save(self, folder: Path, record: dict[str, Any]) -> None:

@@ -285,7 +285,7 @@ class Engine:
         improved = False
         if evaluate:
             eval_started = time.perf_counter()
-            metrics = self.ctx.broadcast(self.objective.evaluate() if self.ctx.is_main else None)
+            metrics = self.ctx.broadcast(self.objective.evaluate(record["epoch"]) if self.ctx.is_main else None)
             record.update(metrics)
             record["time/eval_s"] = time.perf_counter() - eval_started
             if selection is not None:

@@ -72,8 +72,9 @@ class Objective(Protocol):
         process calls this)."""
         ...
 
-    def evaluate(self) -> dict[str, float]:
-        """Validation metrics of the current model, keys prefixed ``val/`` (main process only)."""
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        """Validation metrics of the model after ``epoch`` epochs (0: untrained), keys prefixed ``val/`` (main
+        process only)."""
         ...
 
     def save(self, folder: Path, record: dict[str, Any]) -> None:

@@ -35,6 +35,15 @@ from cirlab.engine import ObjectiveBase, StepOutput
 from cirlab.engine.checkpoint import LAST, STATE_FILE
 from cirlab.engine.optim import uniform_groups
 from cirlab.errors import ConfigError
+from cirlab.evaluation.ranks import (
+    RANKS_FILE,
+    EvaluationRanks,
+    evaluation_name,
+    ranks_of,
+    read_ranks,
+    write_ranks,
+)
+from cirlab.evaluation.results import EvaluationResult
 from cirlab.features.cache import FeatureCache
 from cirlab.features.identity import check_identity
 from cirlab.runtime import autocast, seed_everything
@@ -87,6 +96,10 @@ class CombinerObjective(ObjectiveBase):
             self.validation = FashionIQValidation(cache, categories=val_categories, split=config.val_split,
                                                   device=device, batch_size=config.eval_batch_size)
         self.steps_done = 0
+        #: Per-query ranks of every validation so far, by evaluation name (written to RUN/ranks.npz).
+        self.evaluations: dict[str, EvaluationRanks] = {}
+        #: Which queries the validation ranked and which it left out, as `cirlab eval` reports them.
+        self.query_accounting: dict[str, Any] = {}
 
     def _build_sampler(self) -> Any:
         if self.config.negatives == IN_BATCH:
@@ -156,8 +169,11 @@ class CombinerObjective(ObjectiveBase):
         summed = self.ctx.sum(counters, take_max=frozenset(type(self.sampler).gauge_stats))
         return {f"sampler/{key}": value for key, value in summed.items()}
 
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self, epoch: int) -> dict[str, float]:
         result = self.validation.evaluate(self.combiner, show_progress=False)
+        self.evaluations[evaluation_name(self.config.val_split, epoch)] = ranks_of(result)
+        write_ranks(Path(self.config.out) / RANKS_FILE, self.evaluations)
+        self.query_accounting = query_accounting(result)
         metrics = {"val/headline": float(result.headline)}
         for k, value in result.mean.items():
             metrics[f"val/mean/R@{k}"] = float(value)
@@ -181,7 +197,7 @@ class CombinerObjective(ObjectiveBase):
     def state_dict(self) -> dict[str, Any]:
         return {"features": self.cache.identity(),
                 "loss": self.loss_fn.state_dict() if isinstance(self.loss_fn, nn.Module) else None,
-                "steps_done": self.steps_done}
+                "steps_done": self.steps_done, "evaluations": list(self.evaluations)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         check_identity(state.get("features"), self.cache, what=Path(self.config.out) / LAST / STATE_FILE,
@@ -189,10 +205,14 @@ class CombinerObjective(ObjectiveBase):
         if isinstance(self.loss_fn, nn.Module) and state.get("loss"):
             self.loss_fn.load_state_dict(state["loss"])
         self.steps_done = int(state.get("steps_done", 0))
+        path = Path(self.config.out) / RANKS_FILE
+        if self.ctx.is_main and path.is_file():  # keep the evaluations the checkpoint covers, drop any after it
+            kept = set(state.get("evaluations") or [])
+            self.evaluations = {name: ranks for name, ranks in read_ranks(path).items() if name in kept}
 
     def summary(self) -> dict[str, Any]:
         data = self.data
-        return {"data": {
+        return {"evaluation": self.query_accounting, "data": {
             "features": str(self.cache.root),
             "categories": data.gallery.category_names,
             "train_triplets": len(data),
@@ -206,6 +226,20 @@ class CombinerObjective(ObjectiveBase):
     def _synchronize(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+
+def query_accounting(result: EvaluationResult) -> dict[str, Any]:
+    """Where a validation's queries went, per category: ranked, left out by reason, with an image outside the
+    gallery, and the images the cache lacks (the counts ``cirlab eval`` reports)."""
+    return {
+        "split": result.split,
+        "ranks_file": RANKS_FILE,
+        "queries": {c: r.num_queries for c, r in result.per_category.items()},
+        "gallery": {c: r.gallery_size for c, r in result.per_category.items()},
+        "excluded_queries": result.excluded,
+        "outside_gallery_queries": result.outside_gallery,
+        "missing_images": {c: r.missing_images for c, r in result.per_category.items()},
+    }
 
 
 def _is_number(value: Any) -> bool:
