@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ class StandIns:
         self.calls: list[str] = []
         self.fail: str | None = None
 
-    def build(self, options, products, say):
+    def build(self, options, products):
         stages = []
         for name in ("data", "encoder", "features", "compare"):
             folder = options.out / name
@@ -57,15 +58,27 @@ def stand_ins(monkeypatch):
     return stages
 
 
-def run(tmp_path, lines=None):
-    return run_demo(DemoOptions(out=tmp_path / "out"), echo=(lines.append if lines is not None else None))
+def run(tmp_path):
+    return run_demo(DemoOptions(out=tmp_path / "out"))
 
 
-def test_a_second_run_skips_every_stage(stand_ins, tmp_path):
+@pytest.fixture
+def log(caplog):
+    """Records the demo's status lines (``cirlab demo`` shows them on stderr)."""
+    caplog.set_level(logging.INFO, logger="cirlab.demo")
+    return caplog
+
+
+def messages(log) -> list[str]:
+    return [record.getMessage() for record in log.records if record.name.startswith("cirlab.demo")]
+
+
+def test_a_second_run_skips_every_stage(stand_ins, tmp_path, log):
     first = run(tmp_path)
     assert stand_ins.calls == ["data", "encoder", "features", "compare"] and first.ran == stand_ins.calls
-    lines: list[str] = []
-    second = run(tmp_path, lines)
+    log.clear()
+    second = run(tmp_path)
+    lines = messages(log)
     assert stand_ins.calls == ["data", "encoder", "features", "compare"]  # nothing ran again
     assert second.skipped == ["data", "encoder", "features", "compare"] and second.ran == []
     assert lines[0] == "[1/4] stage data: done earlier, skipping (data done)"
@@ -73,20 +86,20 @@ def test_a_second_run_skips_every_stage(stand_ins, tmp_path):
     assert second.comparison.runs.keys() == first.comparison.runs.keys()  # read back from comparison.json
 
 
-def test_a_changed_option_redoes_its_stage_and_every_later_one(stand_ins, tmp_path):
+def test_a_changed_option_redoes_its_stage_and_every_later_one(stand_ins, tmp_path, log):
     run(tmp_path)
     stand_ins.calls.clear()
     (tmp_path / "out" / "encoder" / "stale.txt").write_text("old", encoding="utf-8")
     stand_ins.settings["encoder"] = {"epochs": 5}
-    lines: list[str] = []
-    result = run(tmp_path, lines)
+    log.clear()
+    result = run(tmp_path)
     assert stand_ins.calls == ["encoder", "features", "compare"] and result.skipped == ["data"]
     assert not (tmp_path / "out" / "encoder" / "stale.txt").exists()  # the old product was removed
-    assert any("encoder was made with other options; removing it" in line for line in lines)
+    assert any("encoder was made with other options; removing it" in line for line in messages(log))
     assert json.loads((tmp_path / "out" / "encoder" / "made.txt").read_text()) == {"epochs": 5}
 
 
-def test_an_interrupted_stage_resumes_in_its_folder(stand_ins, tmp_path):
+def test_an_interrupted_stage_resumes_in_its_folder(stand_ins, tmp_path, log):
     stand_ins.fail = "features"
     with pytest.raises(RuntimeError, match="features interrupted"):
         run(tmp_path)
@@ -94,11 +107,11 @@ def test_an_interrupted_stage_resumes_in_its_folder(stand_ins, tmp_path):
     (tmp_path / "out" / "features" / "partial.txt").write_text("half", encoding="utf-8")
     stand_ins.fail = None
     stand_ins.calls.clear()
-    lines: list[str] = []
-    run(tmp_path, lines)
+    log.clear()
+    run(tmp_path)
     assert stand_ins.calls == ["features", "compare"]
     assert (tmp_path / "out" / "features" / "partial.txt").exists()  # kept for the stage to resume from
-    assert "[3/4] stage features: resuming the interrupted stage" in lines
+    assert "[3/4] stage features: resuming the interrupted stage" in messages(log)
 
 
 def test_a_change_outside_the_reset_options_keeps_the_folder(stand_ins, tmp_path):
@@ -114,15 +127,15 @@ def test_a_change_outside_the_reset_options_keeps_the_folder(stand_ins, tmp_path
 
 def test_stage_options_cover_what_changes_their_results(tmp_path):
     options = DemoOptions(out=tmp_path)
-    stages = {s.name: s for s in pipeline.build_stages(options, {}, print)}
-    changed = {s.name: s for s in pipeline.build_stages(options.with_overrides(pretrain_epochs=9), {}, print)}
+    stages = {s.name: s for s in pipeline.build_stages(options, {})}
+    changed = {s.name: s for s in pipeline.build_stages(options.with_overrides(pretrain_epochs=9), {})}
     assert stages["encoder"].options != changed["encoder"].options
     assert stages["data"].options == changed["data"].options
-    fewer = {s.name: s for s in pipeline.build_stages(options.with_overrides(strategies=["random"]), {}, print)}
+    fewer = {s.name: s for s in pipeline.build_stages(options.with_overrides(strategies=["random"]), {})}
     assert fewer["compare"].options != stages["compare"].options
     assert fewer["compare"].reset_options == stages["compare"].reset_options
     assert stages["data"].options["images_per_category"] == 1200  # the default preset's
-    bigger = {s.name: s for s in pipeline.build_stages(options.with_overrides(images_per_category=300), {}, print)}
+    bigger = {s.name: s for s in pipeline.build_stages(options.with_overrides(images_per_category=300), {})}
     assert bigger["data"].options["images_per_category"] == 300
 
 
@@ -132,7 +145,7 @@ def tiny_demo(tmp_path_factory):
     torch.set_num_threads(1)
     try:
         out = tmp_path_factory.mktemp("demo") / "out"
-        return run_demo(DemoOptions.tiny(out=out), echo=None)
+        return run_demo(DemoOptions.tiny(out=out))
     finally:
         torch.set_num_threads(threads)
 
@@ -157,16 +170,16 @@ def test_tiny_demo_second_run_skips_every_stage(tiny_demo, capsys):
     from cirlab.cli import main
 
     code = main(["demo", "--tiny", "--out", str(tiny_demo.out)])
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
     assert code == 0
-    assert printed.count("done earlier, skipping") == 4
-    assert "untrained sum" in printed and f"report: {tiny_demo.report}" in printed
-    assert "(stages run: none; skipped: data, encoder, features, compare)" in printed
+    assert captured.err.count("done earlier, skipping") == 4 and "done earlier" not in captured.out  # status
+    assert "untrained sum" in captured.out and f"report: {tiny_demo.report}" in captured.out  # the result
+    assert "(stages run: none; skipped: data, encoder, features, compare)" in captured.out
 
 
 def test_an_unknown_strategy_is_refused_before_any_stage_runs(tmp_path):
     from cirlab.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"unknown strategies \['bogus'\]"):
-        run_demo(DemoOptions(out=tmp_path / "out", strategies=("random", "bogus")), echo=None)
+        run_demo(DemoOptions(out=tmp_path / "out", strategies=("random", "bogus")))
     assert not (tmp_path / "out" / "data").exists()

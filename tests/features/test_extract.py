@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -135,11 +136,12 @@ def test_encoder_preprocess_differs_only_for_elongated_images(data: Path, refere
 
 
 # ------------------------------------------------------------- cache reuse
-def test_rerun_is_a_no_op(data: Path, reference: FeatureCache) -> None:
+def test_rerun_is_a_no_op(data: Path, reference: FeatureCache, caplog: pytest.LogCaptureFixture) -> None:
     manifest_bytes = (reference.root / "manifest.json").read_bytes()
-    chunks, lines = [], []
-    again = extract(data, reference.root, on_chunk=lambda kind, i: chunks.append((kind, i)), echo=lines.append)
-    assert chunks == [] and "up to date" in lines[0]
+    chunks = []
+    with caplog.at_level(logging.INFO, logger="cirlab.features"):
+        again = extract(data, reference.root, on_chunk=lambda kind, i: chunks.append((kind, i)))
+    assert chunks == [] and "up to date" in caplog.messages[0]
     assert (reference.root / "manifest.json").read_bytes() == manifest_bytes
     assert_same_cache(again, reference)
 
@@ -228,7 +230,8 @@ def test_corrupt_image_skipped_with_counts(fresh_data: Path, tmp_path: Path) -> 
 
 
 # ------------------------------------------------------------------ resume
-def test_interrupted_run_resumes_to_the_same_cache(data: Path, reference: FeatureCache, tmp_path: Path) -> None:
+def test_interrupted_run_resumes_to_the_same_cache(data: Path, reference: FeatureCache, tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
     out = tmp_path / "cache"
     written: list[tuple[str, int]] = []
 
@@ -243,9 +246,9 @@ def test_interrupted_run_resumes_to_the_same_cache(data: Path, reference: Featur
     with pytest.raises(CacheMismatchError, match="incomplete"):
         FeatureCache.open(out)
     resumed: list[tuple[str, int]] = []
-    lines: list[str] = []
-    cache = extract(data, out, on_chunk=lambda kind, i: resumed.append((kind, i)), echo=lines.append)
-    assert "resuming; 3/" in lines[0]
+    with caplog.at_level(logging.INFO, logger="cirlab.features"):
+        cache = extract(data, out, on_chunk=lambda kind, i: resumed.append((kind, i)))
+    assert "resuming; 3/" in caplog.messages[0]
     assert not set(resumed) & set(written)
     n_image_chunks = -(-len(reference.image_ids) // 4)
     n_text_chunks = -(-len(reference.triplets) // 4)
@@ -256,7 +259,8 @@ def test_interrupted_run_resumes_to_the_same_cache(data: Path, reference: Featur
 
 
 @pytest.mark.slow
-def test_partial_results_of_another_model_are_discarded(data: Path, tmp_path: Path) -> None:
+def test_partial_results_of_another_model_are_discarded(data: Path, tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
     out = tmp_path / "cache"
 
     def interrupt(kind: str, index: int) -> None:
@@ -264,9 +268,9 @@ def test_partial_results_of_another_model_are_discarded(data: Path, tmp_path: Pa
 
     with pytest.raises(Interrupted):
         extract(data, out, on_chunk=interrupt)
-    lines: list[str] = []
-    cache = extract(data, out, RN_TINY, echo=lines.append)
-    assert "discarded" in lines[0]
+    with caplog.at_level(logging.INFO, logger="cirlab.features"):
+        cache = extract(data, out, RN_TINY)
+    assert "discarded" in caplog.messages[0]
     assert cache.manifest["model"] == "cirlab-rn-tiny" and cache.manifest["timing"]["image_chunks_reused"] == 0
 
 

@@ -11,6 +11,7 @@ from cirlab.errors import ConfigError
 from cirlab.training import config as config_module
 from cirlab.training.config import (
     IN_BATCH,
+    RESUMABLE_CHANGES,
     TrainConfig,
     config_keys,
     load_config,
@@ -143,3 +144,33 @@ def test_a_file_path_wins_over_a_shipped_name(tmp_path, monkeypatch):
     (tmp_path / "synthetic").write_text("epochs: 1\n")
     assert resolve_config_path("synthetic") == tmp_path.joinpath("synthetic").relative_to(tmp_path)
     assert load_config("synthetic").epochs == 1
+
+
+def test_choosing_another_loss_drops_the_files_loss_options_and_keeps_the_given_ones():
+    # fashioniq-rn50x4 sets loss_options.logit_scale for its contrastive loss; triplet takes no such option
+    for overrides in ([("loss", "triplet"), ("negatives", "hard"), "loss_options.margin=0.2"],
+                      ["loss_options.margin=0.2", ("loss", "triplet"), ("negatives", "hard")]):
+        config = load_config("fashioniq-rn50x4", overrides)
+        assert (config.loss, config.loss_options) == ("triplet", {"margin": 0.2})
+        assert (config.negatives, config.negatives_options) == ("hard", {})
+        assert config.combiner_options == {"projection_dim": 2560, "hidden_dim": 5120, "dropout": 0.5}
+
+
+def test_naming_the_files_own_component_keeps_its_options():
+    config = load_config("fashioniq-rn50x4", [("loss", "contrastive"), ("combiner", "combiner")])
+    assert config.loss_options == {"logit_scale": 100.0}
+    assert config.combiner_options == {"projection_dim": 2560, "hidden_dim": 5120, "dropout": 0.5}
+
+
+def test_choosing_another_combiner_or_sampler_drops_their_options(tmp_path):
+    path = write(tmp_path, "combiner: combiner\ncombiner_options: {hidden_dim: 8}\nnegatives: hard\n"
+                           "negatives_options: {top_m: 4}\n")
+    config = load_config(path, [("combiner", "attention-fusion"), ("negatives", "semi-hard"),
+                                "combiner_options.dropout=0.1"])
+    assert config.combiner_options == {"dropout": 0.1} and config.negatives_options == {}
+    # without a file the defaults are the base: a component other than the default starts empty too
+    assert load_config(None, [("loss", "triplet"), "loss_options.margin=0.3"]).loss_options == {"margin": 0.3}
+
+
+def test_the_run_folder_and_cache_path_may_change_on_resume():
+    assert {"out", "features"} <= RESUMABLE_CHANGES

@@ -80,7 +80,7 @@ class BenchContext:
                 write_tiny_fashioniq(root, images, triplets, seed=self.seed)
             spec = EncoderSpec(model=model, pretrained=None, seed=self.seed)
             cache = extract_features(root, spec, self.workdir / f"tiny-cache-{model}", batch_size=64, num_workers=0,
-                                     device=str(self.device), echo=lambda _: None)
+                                     device=str(self.device))
             timing = cache.manifest.get("timing", {})
             extract_seconds = float(timing.get("image_seconds", 0.0)) + float(timing.get("text_seconds", 0.0))
             encoder = self.encoder(model)

@@ -51,7 +51,7 @@ class Extraction:
 
         out = self.ctx.workdir / f"extract-{self.model}-{len(self.timings)}"
         cache = extract_features(self.data_root, self.spec, out, batch_size=BATCH_SIZE, num_workers=0,
-                                 device=str(self.ctx.device), echo=None)
+                                 device=str(self.ctx.device))
         self.timings.append(dict(cache.manifest["timing"]))
 
 

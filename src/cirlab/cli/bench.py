@@ -9,7 +9,7 @@ pytorch-metric-learning's miner, IVF recall). docs/performance.md explains how t
   cirlab bench --quick                  smaller sizes, fewer repeats (well under a minute)
   cirlab bench --only mining,eval --out mining.json
 
-Benchmarks: train, mining, pml, naive, cache, eval, search. The table goes to stdout, the JSON
+Benchmarks: train, mining, pml, naive, extract, cache, eval, search. The table goes to stdout, the JSON
 (every figure with its unit, kind, spread and baseline, plus the machine's description) to --out.
 """
 
@@ -20,6 +20,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from cirlab.cli.options import add_device, add_out, add_seed
+
 DEFAULT_OUT = Path("bench-results.json")
 
 
@@ -28,11 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats")
     parser.add_argument("--only", default=None, metavar="NAME,...",
                         help="comma-separated benchmarks to run (default: all)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON results file (default {DEFAULT_OUT})")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
+    add_out(parser, "JSON results file", default=DEFAULT_OUT, metavar="FILE")
+    add_device(parser)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads during the run (default: torch's default, one per core)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random input (default 0)")
+    add_seed(parser, 0, "every random input")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,42 +18,42 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-DEFAULT_STRATEGIES = "random,category,semi-hard,hard"
+from cirlab.cli.options import add_config, add_features, add_out, add_set, add_strategies
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cirlab compare``."""
-    parser.add_argument("--config", default="synthetic",
-                        help="YAML training config or shipped config name (default: %(default)s)")
-    parser.add_argument("--strategies", default=DEFAULT_STRATEGIES,
-                        help="comma-separated negative samplers, one run each (default: %(default)s)")
-    parser.add_argument("--out", type=Path, required=True, help="comparison folder (runs, report, figures)")
-    parser.add_argument("--features", type=Path, default=None, help="feature cache (default: the config's)")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs of every run (default: the config's)")
+    add_config(parser, default="synthetic")
+    add_strategies(parser)
+    add_out(parser, "comparison folder (runs, report, figures)", required=True)
+    add_features(parser, default_text="the config's")
+    parser.add_argument("--epochs", type=int, default=None, metavar="N",
+                        help="epochs of every run (default: the config's)")
     parser.add_argument("--include-contrastive", action="store_true",
                         help="also train the in-batch contrastive reference run (CLIP4Cir's recipe)")
     parser.add_argument("--threshold", type=float, default=None, metavar="R10",
                         help="report the first epoch reaching this mean Recall@10 in percent "
                              "(default: 90%% of the way from the untrained sum combiner's Recall@10 to the "
                              "best final one)")
-    parser.add_argument("--data", type=Path, default=None,
+    parser.add_argument("--data", type=Path, default=None, metavar="DIR",
                         help="data set folder for the query figures (default: the one the feature cache records)")
-    parser.add_argument("--queries", type=int, default=4, help="validation queries per query figure, 0 for none "
-                                                               "(default: %(default)s)")
-    parser.add_argument("--query-seed", type=int, default=0, help="seed choosing those queries (default: 0)")
-    parser.add_argument("--set", dest="set_options", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key for every run (repeatable), e.g. --set batch_size=128")
+    parser.add_argument("--queries", type=int, default=4, metavar="N",
+                        help="validation queries per query figure, 0 for none (default: %(default)s)")
+    parser.add_argument("--query-seed", type=int, default=0, metavar="N",
+                        help="seed choosing those queries (default: %(default)s)")
+    add_set(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``cirlab compare``."""
+    """Run ``cirlab compare``: the table and one sentence per strategy on stdout, progress on stderr."""
     from cirlab.compare import compare
 
-    result = compare(args.config, args.strategies.split(","), args.out, epochs=args.epochs, features=args.features,
+    result = compare(args.config, args.strategies, args.out, epochs=args.epochs, features=args.features,
                      include_contrastive=args.include_contrastive, overrides=args.set_options,
                      threshold=args.threshold, data_root=args.data, queries=args.queries,
                      query_seed=args.query_seed)
     print(result.format_table())
     for sentence in result.verdicts.values():
         print("- " + sentence.replace("**", ""))
+    print(f"\nreport: {result.report}")
     return 0

@@ -8,7 +8,6 @@ they affect, duplicate ids, corrupt files. Exit status 0 when the data set is cl
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 
@@ -16,6 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cirlab data``."""
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     check = actions.add_parser("check", help="validate a data set and print a summary")
+    check.set_defaults(_parser=check)  # mistyped options get this command's usage
     check.add_argument("root", type=Path, help="data set folder (images/, captions/, image_splits/, tags/)")
     check.add_argument("--no-images", action="store_true", help="skip decoding every image (faster)")
     check.add_argument("--json", type=Path, default=None, help="also write the summary as JSON to this file")
@@ -32,9 +32,3 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_json(args.json, report.to_dict())
     return 0 if report.ok else 1
 
-
-def data_check(root: str | Path, verify_images: bool = True) -> dict:
-    """Python form of ``cirlab data check``: the summary as a dictionary."""
-    from cirlab.data.check import check_dataset
-
-    return json.loads(json.dumps(check_dataset(root, verify_images=verify_images).to_dict()))

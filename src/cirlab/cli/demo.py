@@ -17,45 +17,44 @@ Examples:
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from cirlab.cli.options import add_device, add_out, add_seed, add_strategies, add_workers
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``cirlab demo``."""
+    """Options of ``cirlab demo``; the defaults are :class:`~cirlab.demo.options.DemoOptions`'."""
     from cirlab.demo.options import DemoOptions
 
     d = DemoOptions()
-    parser.add_argument("--out", type=Path, default=d.out, help="output folder (default: %(default)s)")
+    add_out(parser, "output folder", default=d.out)
     parser.add_argument("--tiny", action="store_true",
                         help="a toy size (tiny benchmark, few steps, random and hard only) that runs in well under "
                              "a minute; the other options still apply on top")
     parser.add_argument("--size", "--images-per-category", dest="images_per_category", type=int, default=None,
                         metavar="N", help="data set size: images per category (default: the preset's, 1200; 40 with "
                                           "--tiny)")
-    parser.add_argument("--strategies", default=None,
-                        help=f"comma-separated negative samplers to compare (default: {','.join(d.strategies)})")
-    parser.add_argument("--epochs", type=int, default=None,
+    add_strategies(parser, default=None, default_text=",".join(d.strategies))
+    parser.add_argument("--epochs", type=int, default=None, metavar="N",
                         help=f"combiner training epochs per strategy (default: {d.epochs})")
-    parser.add_argument("--pretrain-epochs", type=int, default=None,
+    parser.add_argument("--pretrain-epochs", type=int, default=None, metavar="N",
                         help=f"encoder pretraining epochs (default: {d.pretrain_epochs})")
-    parser.add_argument("--model", default=None, help=f"small open_clip architecture to pretrain (default: {d.model})")
-    parser.add_argument("--seed", type=int, default=None, help="seed of every stage (default: 0)")
-    parser.add_argument("--workers", type=int, default=None,
-                        help=f"image-decoding worker processes (default: {d.workers})")
-    parser.add_argument("--device", default=None, help="auto (CUDA when present), cpu, cuda ... (default: auto)")
+    parser.add_argument("--model", default=None, metavar="NAME",
+                        help=f"small open_clip architecture to pretrain (default: {d.model})")
+    add_seed(parser, None, "every stage", default_text=str(d.seed))
+    add_workers(parser, None, default_text=str(d.workers))
+    add_device(parser, default=None, default_text=d.device)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``cirlab demo``."""
+    """Run ``cirlab demo``: stages on stderr, the comparison and where its report is on stdout."""
     from cirlab.demo import DemoOptions, run_demo
 
     base = DemoOptions.tiny() if args.tiny else DemoOptions()
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()] if args.strategies else None
-    options = base.with_overrides(out=args.out, images_per_category=args.images_per_category, strategies=strategies,
-                                  epochs=args.epochs, pretrain_epochs=args.pretrain_epochs, model=args.model,
-                                  seed=args.seed, workers=args.workers, device=args.device)
+    options = base.with_overrides(out=args.out, images_per_category=args.images_per_category,
+                                  strategies=args.strategies, epochs=args.epochs,
+                                  pretrain_epochs=args.pretrain_epochs, model=args.model, seed=args.seed,
+                                  workers=args.workers, device=args.device)
     result = run_demo(options)
-    print()
     print(result.comparison.format_table())
     print()
     for sentence in result.comparison.verdicts.values():

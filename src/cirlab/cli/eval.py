@@ -15,39 +15,36 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cirlab.cli.options import add_categories, add_device, add_features, add_out, describe, given, signature_default
+
+#: Where the defaults of the options left out come from.
+EVALUATE = "cirlab.evaluation.pipeline:evaluate"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cirlab eval``."""
-    parser.add_argument("--features", type=Path, required=True, metavar="DIR",
-                        help="feature cache folder (from `cirlab extract`)")
+    add_features(parser, required=True)
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--checkpoint", type=Path, default=None, metavar="PATH",
                        help="combiner checkpoint folder, or a training run folder (its best/ checkpoint is used)")
-    which.add_argument("--combiner", default="sum", metavar="NAME",
-                       help="parameter-free combiner to evaluate when no checkpoint is given (default: sum)")
-    parser.add_argument("--categories", type=_category_list, default=None, metavar="LIST",
-                        help="comma-separated categories (default: every category in the cache)")
-    parser.add_argument("--split", default="val", help="split to evaluate (default: val)")
-    parser.add_argument("--out", type=Path, default=None, metavar="FILE", help="write the result as JSON to this file")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1... (default: auto)")
-    parser.add_argument("--batch-size", type=int, default=1024, metavar="N",
-                        help="queries ranked at once (default: 1024)")
+    describe(which.add_argument("--combiner", default=None, metavar="NAME"),
+             "parameter-free combiner to evaluate when no checkpoint is given", signature_default(EVALUATE, "combiner"))
+    add_categories(parser, default_text="every category in the cache")
+    describe(parser.add_argument("--split", default=None, metavar="SPLIT"), "split to evaluate",
+             signature_default(EVALUATE, "split"))
+    add_out(parser, "write the result as JSON to this file", metavar="FILE")
+    add_device(parser)
+    describe(parser.add_argument("--batch-size", type=int, default=None, metavar="N"), "queries ranked at once",
+             signature_default(EVALUATE, "batch_size"))
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``cirlab eval``: print the table, write the JSON when asked."""
     from cirlab.evaluation.pipeline import evaluate
 
-    result = evaluate(args.features, checkpoint=args.checkpoint, combiner=args.combiner, categories=args.categories,
-                      split=args.split, out=args.out, device=args.device, batch_size=args.batch_size)
+    result = evaluate(args.features, checkpoint=args.checkpoint, categories=args.categories, out=args.out,
+                      device=args.device, **given(args, "combiner", "split", "batch_size"))
     print(result.format_table())
     if args.out is not None:
         print(f"wrote {args.out}")
     return 0
-
-
-def _category_list(text: str) -> list[str]:
-    categories = [c.strip() for c in text.split(",") if c.strip()]
-    if not categories:
-        raise argparse.ArgumentTypeError("expected comma-separated category names, e.g. dress,shirt,toptee")
-    return categories

@@ -23,45 +23,61 @@ import argparse
 import os
 from pathlib import Path
 
+from cirlab.cli.options import (
+    add_categories,
+    add_device,
+    add_image_handling,
+    add_out,
+    add_precision,
+    add_seed,
+    add_workers,
+    describe,
+    given,
+    signature_default,
+)
+
+#: Where the defaults of the options left out come from.
+EXTRACT = "cirlab.features.extract:extract_features"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cirlab extract``."""
-    parser.add_argument("--data", type=Path, required=True, help="data set folder in the FashionIQ layout")
-    parser.add_argument("--out", type=Path, required=True, help="feature cache folder to write")
-    parser.add_argument("--model", default=None,
-                        help="open_clip architecture or cirlab small model (default: RN50x4, or the checkpoint's)")
+    parser.add_argument("--data", type=Path, required=True, metavar="DIR",
+                        help="data set folder in the FashionIQ layout")
+    add_out(parser, "feature cache folder to write", required=True)
+    action = parser.add_argument("--model", default=None, metavar="NAME")
+    describe(action, "open_clip architecture or cirlab small model", lambda: f"{_default_model()}, or the checkpoint's")
     weights = parser.add_mutually_exclusive_group()
-    weights.add_argument("--pretrained", default=None,
+    weights.add_argument("--pretrained", default=None, metavar="TAG",
                          help="open_clip pretrained tag or weights file; 'none' = random init "
                               "(default: openai for open_clip models, none for cirlab small models)")
-    weights.add_argument("--checkpoint", type=Path, default=None, help="cirlab encoder checkpoint folder")
-    parser.add_argument("--seed", type=int, default=0, help="seed of a random initialisation (default 0)")
-    parser.add_argument("--preprocess", choices=("targetpad", "encoder"), default="targetpad",
-                        help="targetpad (CLIP4Cir, default) or the encoder's own transform")
-    parser.add_argument("--target-ratio", type=float, default=1.25, help="target-pad aspect ratio (default 1.25)")
-    parser.add_argument("--missing", choices=("error", "skip"), default="error",
-                        help="missing or corrupt images: stop (default) or leave out with counts")
-    parser.add_argument("--categories", nargs="+", default=None, help="categories to encode (default: all present)")
-    parser.add_argument("--batch-size", type=int, default=64,
-                        help="images, or triplets' caption forms, per forward pass (default 64)")
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
-                        help="DataLoader processes decoding images (default: 4, or fewer CPU cores)")
-    parser.add_argument("--chunk-size", type=int, default=1024, help="images or triplets per resumable chunk")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="autocast precision")
+    weights.add_argument("--checkpoint", type=Path, default=None, metavar="DIR",
+                         help="cirlab encoder checkpoint folder")
+    add_seed(parser, 0, "a random initialisation")
+    add_image_handling(parser, defaults_of=EXTRACT)
+    add_categories(parser)
+    action = parser.add_argument("--batch-size", type=int, default=None, metavar="N")
+    describe(action, "images, or triplets' caption forms, per forward pass", signature_default(EXTRACT, "batch_size"))
+    add_workers(parser, min(4, os.cpu_count() or 1), default_text="4, or fewer CPU cores")
+    action = parser.add_argument("--chunk-size", type=int, default=None, metavar="N")
+    describe(action, "images or triplets per resumable chunk", signature_default(EXTRACT, "chunk_size"))
+    add_device(parser)
+    add_precision(parser, default=None, default_text=signature_default(EXTRACT, "precision"))
     parser.add_argument("--overwrite", action="store_true", help="replace an existing cache of other data or model")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``cirlab extract``."""
+    """Run ``cirlab extract``: status lines on stderr, the cache's summary on stdout."""
+
+    from cirlab.distributed import is_main_process
     from cirlab.features.extract import extract_features, summary_line
 
     spec = spec_from_args(args.model, args.pretrained, args.checkpoint, args.seed)
-    cache = extract_features(args.data, spec, args.out, preprocess=args.preprocess, target_ratio=args.target_ratio,
-                             missing=args.missing, batch_size=args.batch_size, num_workers=args.workers,
-                             device=args.device, precision=args.precision, categories=args.categories,
-                             overwrite=args.overwrite, chunk_size=args.chunk_size, echo=print)
-    if _is_main_process():
+    cache = extract_features(args.data, spec, args.out, num_workers=args.workers, device=args.device,
+                             categories=args.categories, overwrite=args.overwrite,
+                             **given(args, "preprocess", "target_ratio", "missing", "batch_size", "chunk_size",
+                                     "precision"))
+    if is_main_process():
         print(summary_line(cache))
     return 0
 
@@ -81,5 +97,7 @@ def spec_from_args(model: str | None, pretrained: str | None, checkpoint: Path |
     return EncoderSpec(model=name, pretrained=pretrained, seed=seed)
 
 
-def _is_main_process() -> bool:
-    return os.environ.get("RANK", "0") == "0"
+def _default_model() -> str:
+    from cirlab.encoders import EncoderSpec
+
+    return EncoderSpec.model

@@ -18,19 +18,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cirlab.cli.pretrain import add_training_arguments, is_main_process, pretrained_tag, training_overrides
+from cirlab.cli.options import add_out
+from cirlab.cli.pretrain import add_training_arguments, pretrained_tag, training_overrides
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cirlab finetune``."""
     from cirlab.encoder_training.options import FINETUNE_DEFAULTS, TRAINABLE_TOWERS
 
-    parser.add_argument("--data", type=Path, required=True, help="FashionIQ-layout data set")
-    parser.add_argument("--out", type=Path, required=True, help="run folder (becomes the encoder checkpoint)")
+    parser.add_argument("--data", type=Path, required=True, metavar="DIR", help="FashionIQ-layout data set")
+    add_out(parser, "run folder (becomes the encoder checkpoint)", required=True)
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", type=Path, help="cirlab encoder checkpoint to start from")
-    source.add_argument("--model", help="open_clip architecture to start from (with --pretrained)")
-    parser.add_argument("--pretrained", default="openai",
+    source.add_argument("--checkpoint", type=Path, metavar="DIR", help="cirlab encoder checkpoint to start from")
+    source.add_argument("--model", metavar="NAME", help="open_clip architecture to start from (with --pretrained)")
+    parser.add_argument("--pretrained", default="openai", metavar="TAG",
                         help="open_clip pretrained tag for --model, or 'none' for a random init (default: openai)")
     parser.add_argument("--towers", default="both", choices=list(TRAINABLE_TOWERS),
                         help="which encoders to train (default: both)")
@@ -38,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``cirlab finetune``."""
+    """Run ``cirlab finetune``: progress on stderr, the result on stdout."""
+    from cirlab.distributed import is_main_process
     from cirlab.encoder_training.finetuning import finetune
 
     result = finetune(args.data, args.out, checkpoint=args.checkpoint, model=args.model,

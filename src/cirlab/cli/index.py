@@ -10,32 +10,49 @@ dimension), the encoder, and the gallery ids with their categories; it is writte
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from cirlab.cli.options import (
+    add_categories,
+    add_features,
+    add_out,
+    add_seed,
+    describe,
+    given,
+    signature_default,
+)
+
+#: Where the defaults of the options left out come from.
+BUILD = "cirlab.search.build:build_index"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cirlab index``."""
-    parser.add_argument("--features", type=Path, required=True, help="feature cache folder (from `cirlab extract`)")
-    parser.add_argument("--out", type=Path, required=True, help="index folder to write")
-    parser.add_argument("--category", default=None,
-                        help="comma-separated categories to index (default: every cached category with the split)")
-    parser.add_argument("--split", default="val", help="split whose images form the gallery (default: val)")
-    parser.add_argument("--kind", choices=("flat", "ivf"), default="flat",
-                        help="flat: exact search (default); ivf: approximate, for large galleries")
-    parser.add_argument("--nlist", type=int, default=None, help="ivf: number of inverted lists (default ~4·√N)")
-    parser.add_argument("--nprobe", type=int, default=None,
-                        help="ivf: lists visited per query (default max(8, nlist/16))")
-    parser.add_argument("--recall-queries", type=int, default=1000,
-                        help="ivf: gallery images used as queries to measure recall@10 (default 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the ivf training and the recall sample")
+    add_features(parser, required=True)
+    add_out(parser, "index folder to write", required=True)
+    add_categories(parser, "--category", default_text="every cached category with the split")
+    describe(parser.add_argument("--split", default=None, metavar="SPLIT"), "split whose images form the gallery",
+             signature_default(BUILD, "split"))
+
+    def kinds() -> str:
+        from cirlab.search.index import INDEX_KINDS
+
+        return f"{' or '.join(INDEX_KINDS)}: flat searches exactly; ivf approximately, for large galleries"
+
+    describe(parser.add_argument("--kind", default=None, metavar="KIND"), kinds, signature_default(BUILD, "kind"))
+    parser.add_argument("--nlist", type=int, default=None, metavar="N",
+                        help="ivf: number of inverted lists (default: about 4·√N)")
+    parser.add_argument("--nprobe", type=int, default=None, metavar="N",
+                        help="ivf: lists visited per query (default: max(8, nlist/16))")
+    describe(parser.add_argument("--recall-queries", type=int, default=None, metavar="N"),
+             "ivf: gallery images used as queries to measure recall@10", signature_default(BUILD, "recall_queries"))
+    add_seed(parser, None, "the ivf training and the recall sample", default_text=signature_default(BUILD, "seed"))
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``cirlab index``."""
     from cirlab.search.build import build_index
 
-    categories = [c.strip() for c in args.category.split(",") if c.strip()] if args.category else None
-    report = build_index(args.features, args.out, categories=categories, split=args.split, kind=args.kind,
-                         nlist=args.nlist, nprobe=args.nprobe, recall_queries=args.recall_queries, seed=args.seed)
+    report = build_index(args.features, args.out, categories=args.categories, nlist=args.nlist, nprobe=args.nprobe,
+                         **given(args, "split", "kind", "recall_queries", "seed"))
     print(report.format())
     return 0

@@ -15,26 +15,36 @@ Example:
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
+
+from cirlab.cli.options import (
+    add_categories,
+    add_device,
+    add_image_handling,
+    add_out,
+    add_precision,
+    add_seed,
+    add_workers,
+)
 
 DEFAULT_MODEL = "cirlab-vit-tiny"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cirlab pretrain``."""
-    parser.add_argument("--data", type=Path, required=True, help="FashionIQ-layout data set with tags/")
-    parser.add_argument("--out", type=Path, required=True, help="run folder (becomes the encoder checkpoint)")
-    parser.add_argument("--model", default=DEFAULT_MODEL,
+    parser.add_argument("--data", type=Path, required=True, metavar="DIR", help="FashionIQ-layout data set with tags/")
+    add_out(parser, "run folder (becomes the encoder checkpoint)", required=True)
+    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME",
                         help=f"open_clip architecture or cirlab small model (default: {DEFAULT_MODEL})")
-    parser.add_argument("--pretrained", default="none",
+    parser.add_argument("--pretrained", default="none", metavar="TAG",
                         help="open_clip pretrained tag to start from, or 'none' for a random init (default: none)")
     add_training_arguments(parser, {})
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``cirlab pretrain``."""
+    """Run ``cirlab pretrain``: progress on stderr, the result on stdout."""
+    from cirlab.distributed import is_main_process
     from cirlab.encoder_training.pretraining import pretrain
 
     result = pretrain(args.data, args.out, model=args.model, pretrained=pretrained_tag(args.pretrained),
@@ -46,39 +56,33 @@ def run(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------- shared with `cirlab finetune`
 def add_training_arguments(parser: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
-    """The schedule, optimiser, runtime and data options of both encoder-training commands."""
+    """The schedule, optimiser, runtime and data options of both encoder-training commands; their defaults
+    are :class:`~cirlab.encoder_training.options.TrainingOptions`' updated with ``defaults``."""
     from dataclasses import fields
 
     from cirlab.encoder_training.options import TrainingOptions
 
     d = {**{f.name: f.default for f in fields(TrainingOptions)}, **defaults}
     group = parser.add_argument_group("training")
-    group.add_argument("--categories", nargs="+", default=None, help="categories to use (default: all present)")
-    group.add_argument("--epochs", type=int, default=d["epochs"], help=f"epochs (default: {d['epochs']})")
-    group.add_argument("--batch-size", type=int, default=d["batch_size"],
+    add_categories(group)
+    group.add_argument("--epochs", type=int, default=d["epochs"], metavar="N", help=f"epochs (default: {d['epochs']})")
+    group.add_argument("--batch-size", type=int, default=d["batch_size"], metavar="N",
                        help=f"samples per process and step (default: {d['batch_size']})")
-    group.add_argument("--lr", type=float, default=d["lr"], help=f"peak learning rate (default: {d['lr']})")
-    group.add_argument("--weight-decay", type=float, default=d["weight_decay"],
+    group.add_argument("--lr", type=float, default=d["lr"], metavar="X",
+                       help=f"peak learning rate (default: {d['lr']})")
+    group.add_argument("--weight-decay", type=float, default=d["weight_decay"], metavar="X",
                        help=f"AdamW weight decay (default: {d['weight_decay']})")
-    group.add_argument("--warmup-steps", type=int, default=None, help="linear warmup steps (default: 5%% of all)")
-    group.add_argument("--grad-clip", type=float, default=d["grad_clip"],
+    group.add_argument("--warmup-steps", type=int, default=d["warmup_steps"], metavar="N",
+                       help="linear warmup steps (default: 5%% of all)")
+    group.add_argument("--grad-clip", type=float, default=d["grad_clip"], metavar="X",
                        help=f"max gradient norm, 0 = no clipping (default: {d['grad_clip']})")
-    group.add_argument("--seed", type=int, default=d["seed"], help=f"random seed (default: {d['seed']})")
-    group.add_argument("--device", default=d["device"], help="auto, cpu, cuda, cuda:1 ... (default: auto)")
-    group.add_argument("--precision", default=d["precision"], choices=["fp32", "bf16", "fp16"],
-                       help="fp32, or bf16/fp16 autocast (default: fp32)")
-    group.add_argument("--workers", type=int, default=d["num_workers"],
-                       help=f"image-loading workers per process (default: {d['num_workers']})")
-    group.add_argument("--eval-batch-size", type=int, default=d["eval_batch_size"],
+    add_seed(group, d["seed"], "the data order, augmentation and initial weights")
+    add_device(group, d["device"])
+    add_precision(group, d["precision"])
+    add_workers(group, d["num_workers"])
+    group.add_argument("--eval-batch-size", type=int, default=d["eval_batch_size"], metavar="N",
                        help=f"batch size of the held-out evaluation (default: {d['eval_batch_size']})")
-    group.add_argument("--preprocess", default=d["preprocess"], choices=["targetpad", "encoder"],
-                       help="image preprocessing (default: targetpad)")
-    group.add_argument("--target-ratio", type=float, default=d["target_ratio"],
-                       help=f"target-pad aspect ratio (default: {d['target_ratio']})")
-    group.add_argument("--missing", default=d["missing"], choices=["error", "skip"],
-                       help="what to do with missing images (default: error)")
-    group.add_argument("--keep-checkpoints", type=int, default=d["keep_checkpoints"],
-                       help=f"epoch checkpoints to keep (default: {d['keep_checkpoints']})")
+    add_image_handling(group, d["preprocess"], d["target_ratio"], d["missing"])
     group.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
     group.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
 
@@ -90,7 +94,7 @@ def training_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "warmup_steps": args.warmup_steps, "grad_clip": args.grad_clip or None, "seed": args.seed,
         "device": args.device, "precision": args.precision, "num_workers": args.workers,
         "eval_batch_size": args.eval_batch_size, "preprocess": args.preprocess, "target_ratio": args.target_ratio,
-        "missing": args.missing, "keep_checkpoints": args.keep_checkpoints, "tensorboard": not args.no_tensorboard,
+        "missing": args.missing, "tensorboard": not args.no_tensorboard,
         "resume": args.resume,
     }
 
@@ -98,8 +102,3 @@ def training_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def pretrained_tag(value: str | None) -> str | None:
     """``none`` (any case) or an empty value → ``None`` (random initialisation)."""
     return None if value is None or value.strip().lower() in ("", "none") else value
-
-
-def is_main_process() -> bool:
-    """False on the non-zero ranks of a ``torchrun`` launch, which stay quiet."""
-    return os.environ.get("RANK", "0") == "0"

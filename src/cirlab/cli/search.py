@@ -10,22 +10,20 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from cirlab.cli.engine_options import add_engine_arguments
+from cirlab.cli.options import add_device, add_engine_arguments, add_features
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cirlab search``."""
     add_engine_arguments(parser)
-    parser.add_argument("--features", type=Path, default=None,
-                        help="feature cache folder (default: the one the index was built from)")
+    add_features(parser, default_text="the one the index was built from")
     parser.add_argument("--reference", required=True, help="reference image: an id of the feature cache, or a file")
     parser.add_argument("--text", required=True, help='the modification, e.g. "is red and has long sleeves"')
     parser.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     parser.add_argument("--category", default=None, help="search only this category")
     parser.add_argument("--include-reference", action="store_true", help="keep the reference image in the results")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 ...")
+    add_device(parser)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cirlab.cli.engine_options import add_engine_arguments
+from cirlab.cli.options import add_device, add_engine_arguments, add_features
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,11 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_engine_arguments(parser)
     parser.add_argument("--data", type=Path, default=None,
                         help="data set root whose images/ are served (default: the one the features came from)")
-    parser.add_argument("--features", type=Path, default=None,
-                        help="feature cache folder (default: the one the index was built from)")
+    add_features(parser, default_text="the one the index was built from")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 ...")
+    add_device(parser)
     parser.add_argument("--faiss-threads", type=int, default=1,
                         help="OpenMP threads per faiss search (default 1: requests already run in parallel; "
                              "0 = faiss's default, one per core)")

@@ -16,14 +16,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cirlab.cli.options import add_out, add_seed
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cirlab synth``."""
-    parser.add_argument("--out", type=Path, required=True, help="folder to write (new, empty, or an earlier output "
-                                                                 "of the same options)")
+    from cirlab.synth.config import SynthConfig
+
+    add_out(parser, "folder to write (new, empty, or an earlier output of the same options)", required=True)
     parser.add_argument("--preset", choices=("default", "tiny"), default="default",
                         help="size preset (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
+    add_seed(parser, None, "every draw", default_text=str(SynthConfig.seed))
     parser.add_argument("--images-per-category", type=int, default=None, metavar="N",
                         help="images per category, duplicates included (overrides the preset)")
     parser.add_argument("--size", type=int, default=None, metavar="PX",

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from cirlab.lazy import lazy_exports
 
+#: The negative-sampling strategies that ``cirlab compare`` and ``cirlab demo`` compare by default.
+DEFAULT_STRATEGIES: tuple[str, ...] = ("random", "category", "semi-hard", "hard", "curriculum")
+
 _EXPORTS = {
     "compare": "cirlab.compare.runner",
     "plan_runs": "cirlab.compare.runner",
@@ -27,6 +30,6 @@ _EXPORTS = {
     "verdict": "cirlab.compare.analysis",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "DEFAULT_STRATEGIES"])
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)

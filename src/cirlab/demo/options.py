@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cirlab.compare import DEFAULT_STRATEGIES
 from cirlab.errors import ConfigError
 
-#: Negative samplers the demo compares by default (the curriculum schedule included).
-DEFAULT_STRATEGIES: tuple[str, ...] = ("random", "category", "semi-hard", "hard", "curriculum")
+__all__ = ["DEFAULT_STRATEGIES", "DemoOptions"]
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,14 @@ Stages, each writing one sub-folder of ``OUT``:
 
 A finished stage is skipped on the next invocation with a line saying so; a stage whose options
 changed is redone from scratch together with every later stage; an interrupted stage resumes
-(:mod:`cirlab.demo.state`). Each stage shows its own progress bars.
+(:mod:`cirlab.demo.state`). Each stage shows its own progress; what the demo does, stage by stage, goes
+to this module's logger at INFO level (``cirlab demo`` writes it to stderr).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from collections.abc import Callable
@@ -31,7 +33,7 @@ from cirlab.errors import CacheMismatchError
 
 DATA_DIR, ENCODER_DIR, FEATURES_DIR, COMPARE_DIR = "data", "encoder", "features", "compare"
 
-Echo = Callable[[str], None]
+LOGGER = logging.getLogger(__name__)
 
 #: An encoder whose held-out description→image Recall@10 is below this multiple of chance has not learned
 #: the tags; the demo says so, since its features leave the combiners little to learn from.
@@ -66,16 +68,15 @@ class DemoResult:
         return self.comparison.report
 
 
-def run_demo(options: DemoOptions | None = None, echo: Echo | None = print) -> DemoResult:
+def run_demo(options: DemoOptions | None = None) -> DemoResult:
     """Run (or finish, or skip through) every stage of the demo into ``options.out``."""
-    say = echo or (lambda line: None)
     options = (options or DemoOptions()).validated()
     started = time.perf_counter()
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
     state = DemoState(out)
     products: dict[str, Any] = {}
-    stages = build_stages(options, products, say)
+    stages = build_stages(options, products)
     ran: list[str] = []
     skipped: list[str] = []
     previous: str | None = None
@@ -87,24 +88,24 @@ def run_demo(options: DemoOptions | None = None, echo: Echo | None = print) -> D
         record = state.get(stage.name)
         if (record is not None and record.status == COMPLETE and record.key == key and stage.folder.exists()
                 and not upstream_ran):
-            say(f"{label}: done earlier, skipping ({record.summary})")
+            LOGGER.info("%s: done earlier, skipping (%s)", label, record.summary)
             skipped.append(stage.name)
             previous = key
             continue
         stale = record is not None and (record.reset_key != reset_key or (upstream_ran and record.status == COMPLETE))
         if stale and stage.folder.exists():
-            say(f"{label}: {stage.folder} was made with other options; removing it and redoing the stage")
+            LOGGER.info("%s: %s was made with other options; removing it and redoing the stage", label, stage.folder)
             shutil.rmtree(stage.folder)
         elif record is not None and record.status == RUNNING and record.key == key:
-            say(f"{label}: resuming the interrupted stage")
+            LOGGER.info("%s: resuming the interrupted stage", label)
         else:
-            say(f"{label}")
+            LOGGER.info("%s", label)
         state.start(stage.name, key, reset_key, stage.options)
         stage_started = time.perf_counter()
         summary = stage.run()
         seconds = time.perf_counter() - stage_started
         state.complete(stage.name, summary, seconds)
-        say(f"{label}: {summary} ({seconds:.0f} s)")
+        LOGGER.info("%s: %s (%.0f s)", label, summary, seconds)
         ran.append(stage.name)
         upstream_ran = True
         previous = key
@@ -113,7 +114,7 @@ def run_demo(options: DemoOptions | None = None, echo: Echo | None = print) -> D
                       seconds=time.perf_counter() - started)
 
 
-def build_stages(options: DemoOptions, products: dict[str, Any], say: Echo) -> list[Stage]:
+def build_stages(options: DemoOptions, products: dict[str, Any]) -> list[Stage]:
     """The four stages for ``options``; each one's ``run`` stores what later code needs in ``products``."""
     from cirlab.synth import GENERATOR_VERSION, SynthConfig
 
@@ -142,7 +143,7 @@ def build_stages(options: DemoOptions, products: dict[str, Any], say: Echo) -> l
         if "t2i_R@10" not in metrics:
             return f"{options.model} pretrained for {result.epochs} epochs in {encoder_dir}"
         if metrics["t2i_R@10"] < LEARNED_FACTOR * chance["t2i_R@10"]:
-            say("warning: the encoder is barely better than chance at matching images to their descriptions, so "
+            LOGGER.warning("the encoder is barely better than chance at matching images to their descriptions, so "
                 "the combiners get little to learn from, and the samplers may find every gallery image too close "
                 "to the target to be a negative; raise --pretrain-epochs or --size")
         return (f"{options.model} pretrained for {result.epochs} epochs; held-out description→image R@10 "
@@ -153,8 +154,7 @@ def build_stages(options: DemoOptions, products: dict[str, Any], say: Echo) -> l
         from cirlab.features.extract import extract_features
 
         spec = EncoderSpec(model=options.model, pretrained=None, checkpoint=encoder_dir, seed=options.seed)
-        cache = extract_features(data_dir, spec, features_dir, num_workers=options.workers, device=options.device,
-                                 echo=say)
+        cache = extract_features(data_dir, spec, features_dir, num_workers=options.workers, device=options.device)
         manifest = cache.manifest
         return (f"{manifest['num_images']} images and {manifest['num_triplets']} triplets x 4 caption forms "
                 f"({manifest['dim']}-d) in {features_dir}")
@@ -166,7 +166,7 @@ def build_stages(options: DemoOptions, products: dict[str, Any], say: Echo) -> l
                      ("tensorboard", options.tensorboard), *options.train_overrides]
         result = compare(options.config, strategies, compare_dir, epochs=options.epochs, features=features_dir,
                          include_contrastive=options.include_contrastive, overrides=overrides,
-                         queries=options.queries, echo=say)
+                         queries=options.queries)
         products["comparison"] = result
         best = result.best_run()
         return (f"{len(result.runs)} runs; best: {best.name} (headline {best.best_headline:.1f}, untrained sum "

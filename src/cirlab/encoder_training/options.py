@@ -33,7 +33,6 @@ class TrainingOptions:
     num_workers: int = 2  # image-decoding worker processes per training process
     resume: bool = False  # continue the run in the output folder from its last finished epoch
     tensorboard: bool = True
-    keep_checkpoints: int = 1  # epoch checkpoints kept besides the final weights
     eval_batch_size: int = 256
     preprocess: str = "targetpad"  # targetpad (CLIP4Cir) or the encoder's own transform
     target_ratio: float = 1.25
@@ -53,7 +52,6 @@ class TrainingOptions:
              f"warmup steps must be >= 0, got {self.warmup_steps}"),
             (self.grad_clip is None or self.grad_clip > 0, f"gradient clip must be > 0, got {self.grad_clip}"),
             (self.num_workers >= 0, f"workers must be >= 0, got {self.num_workers}"),
-            (self.keep_checkpoints >= 1, f"keep-checkpoints must be >= 1, got {self.keep_checkpoints}"),
             (self.eval_batch_size >= 1, f"eval batch size must be >= 1, got {self.eval_batch_size}"),
             (self.precision in PRECISIONS, f"unknown precision {self.precision!r}; use one of {list(PRECISIONS)}"),
             (self.preprocess in PREPROCESS_KINDS,
@@ -67,7 +65,7 @@ class TrainingOptions:
     def identity(self) -> dict[str, Any]:
         """The options a resumed run must share with the run it continues (they decide the result)."""
         data = asdict(self)
-        for key in ("device", "precision", "num_workers", "resume", "tensorboard", "keep_checkpoints",
+        for key in ("device", "precision", "num_workers", "resume", "tensorboard",
                     "eval_batch_size", "progress"):
             data.pop(key)
         data["betas"] = list(self.betas)

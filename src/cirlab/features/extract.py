@@ -20,6 +20,7 @@ How a run goes:
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -53,21 +54,22 @@ ChunkHook = Callable[[str, int], None]
 
 DEFAULT_CHUNK_SIZE = 1024
 
+LOGGER = logging.getLogger("cirlab.features")
+
 
 def extract_features(data_root: str | Path, spec: EncoderSpec, out: str | Path, *, preprocess: str = "targetpad",
                      target_ratio: float = DEFAULT_TARGET_RATIO, missing: str = "error", batch_size: int = 64,
                      num_workers: int = 0, device: str = "auto", precision: str = "fp32",
                      categories: Sequence[str] | None = None, overwrite: bool = False,
-                     chunk_size: int = DEFAULT_CHUNK_SIZE, echo: Callable[[str], None] | None = None,
-                     on_chunk: ChunkHook | None = None) -> FeatureCache:
+                     chunk_size: int = DEFAULT_CHUNK_SIZE, on_chunk: ChunkHook | None = None) -> FeatureCache:
     """Encode the data set at ``data_root`` with the encoder ``spec`` into the feature cache ``out``.
 
     ``preprocess`` is ``targetpad`` (CLIP4Cir's pad to ``target_ratio``, then the encoder's
     transform) or ``encoder`` (the encoder's transform alone). ``missing`` is the missing-image
     policy, also applied to images that fail to decode. A forward pass takes ``batch_size`` images,
     or the caption forms of ``batch_size`` triplets. ``chunk_size`` images (or triplets) make one
-    resumable unit of work. ``echo`` receives status lines (resuming, up to date) on the main
-    process; ``on_chunk`` is called after every chunk written. Returns the opened cache.
+    resumable unit of work. Status lines (resuming, up to date) are logged on the main process
+    (logger ``cirlab.features``); ``on_chunk`` is called after every chunk written. Returns the opened cache.
     """
     policy = MissingPolicy.parse(missing)
     if preprocess not in PREPROCESS_KINDS:
@@ -87,7 +89,7 @@ def extract_features(data_root: str | Path, spec: EncoderSpec, out: str | Path, 
         job = _Extraction(Path(data_root), spec, Path(out), ctx, target, preprocess=preprocess,
                           target_ratio=target_ratio, policy=policy, batch_size=batch_size, num_workers=num_workers,
                           precision=precision, categories=categories, chunk_size=chunk_size,
-                          echo=echo if (echo is not None and ctx.is_main) else None, on_chunk=on_chunk)
+                          on_chunk=on_chunk)
         return job.run(overwrite=overwrite)
     finally:
         if joined_here:
@@ -133,17 +135,17 @@ class _Extraction:
     def __init__(self, data_root: Path, spec: EncoderSpec, out: Path, ctx: DistributedContext,
                  device: torch.device, *, preprocess: str, target_ratio: float, policy: MissingPolicy,
                  batch_size: int, num_workers: int, precision: str, categories: Sequence[str] | None,
-                 chunk_size: int, echo: Callable[[str], None] | None, on_chunk: ChunkHook | None) -> None:
+                 chunk_size: int, on_chunk: ChunkHook | None) -> None:
         self.data_root, self.spec, self.out, self.ctx, self.device = data_root, spec, out, ctx, device
         self.preprocess, self.target_ratio, self.policy = preprocess, target_ratio, policy
         self.batch_size, self.num_workers, self.precision = batch_size, num_workers, precision
         self.categories, self.chunk_size = categories, chunk_size
-        self.echo, self.on_chunk = echo, on_chunk
+        self.on_chunk = on_chunk
 
     def say(self, line: str) -> None:
-        """Pass a status line to ``echo`` (main process only)."""
-        if self.echo is not None:
-            self.echo(line)
+        """Log a status line (main process only)."""
+        if self.ctx.is_main:
+            LOGGER.info(line)
 
     # ------------------------------------------------------------------ steps
     def run(self, *, overwrite: bool) -> FeatureCache:

@@ -4,25 +4,30 @@ A run is described entirely by a :class:`TrainConfig`. It comes from a YAML file
 name of a config shipped in ``cirlab/configs``), then command-line flags and ``--set key=value``
 overrides are applied on top. Every problem is reported as a one-line :class:`ConfigError` that
 names the file and line (or the override) and the key: a YAML syntax error, an unknown key (with the
-closest known one), or a value of the wrong type.
+closest known one), or a value of the wrong type. The reading itself is :mod:`cirlab.config`'s, shared
+with every command's settings; this module adds what is particular to training: the shipped configs, and
+that choosing another combiner, loss or sampler than the file's starts that component from its own defaults.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import types
-import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from cirlab.config import (
+    Overrides,
+    apply_overrides,
+    field_default,
+    field_names,
+    from_dict,
+    parse_overrides,
+    read_yaml,
+)
 from cirlab.errors import ConfigError
-from cirlab.runtime import PRECISIONS
 
 #: Learning-rate schedules the trainer knows.
 SCHEDULES: tuple[str, ...] = ("cosine", "constant")
@@ -31,9 +36,15 @@ SCHEDULES: tuple[str, ...] = ("cosine", "constant")
 #: targets of the batch, as CLIP4Cir's combiner training does.
 IN_BATCH = "in-batch"
 
-#: Keys that may differ between a checkpoint's config and the config that resumes it.
+#: Keys that may differ between a checkpoint's config and the config that resumes it. ``out`` names the
+#: run folder itself (however it is spelled) and the feature cache is checked by its identity, not its path.
 RESUMABLE_CHANGES: frozenset[str] = frozenset(
-    {"epochs", "stop_after_epochs", "resume", "device", "eval_batch_size", "tensorboard", "log_every", "features"})
+    {"epochs", "stop_after_epochs", "resume", "device", "eval_batch_size", "tensorboard", "log_every", "features",
+     "out"})
+
+#: Components chosen by name, each with the config key of its options.
+COMPONENT_OPTIONS: dict[str, str] = {"combiner": "combiner_options", "loss": "loss_options",
+                                     "negatives": "negatives_options"}
 
 
 @dataclass
@@ -106,6 +117,8 @@ class TrainConfig:
             raise ConfigError(f"config key min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {self.schedule!r}; known: {', '.join(SCHEDULES)}")
+        from cirlab.runtime import PRECISIONS  # here, so that reading a config does not import torch
+
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}; known: {', '.join(PRECISIONS)}")
         if not self.caption_forms or any(form not in range(4) for form in self.caption_forms):
@@ -119,7 +132,7 @@ class TrainConfig:
 
 def config_keys() -> list[str]:
     """Names of every config key."""
-    return [f.name for f in dataclasses.fields(TrainConfig)]
+    return field_names(TrainConfig)
 
 
 def shipped_configs() -> list[str]:
@@ -142,163 +155,31 @@ def resolve_config_path(path_or_name: str | Path) -> Path:
     raise ConfigError(f"{path_or_name}: no such config file (shipped configs: {shipped})")
 
 
-Overrides = Mapping[str, Any] | Sequence[str | tuple[str, Any]]
-
-
 def load_config(path: str | Path | None = None, overrides: Overrides | None = None) -> TrainConfig:
     """Build a :class:`TrainConfig` from a YAML file (or none) plus overrides, checking keys and types.
 
     ``path`` is a YAML file or the name of a shipped config. ``overrides`` is a mapping of config keys
     to values, or a sequence of ``(key, value)`` pairs (command-line flags) and ``"key=value"`` strings
     (``--set``, values read as YAML). A dotted key such as ``combiner_options.hidden_dim`` sets one
-    entry of an options mapping. Overrides are applied in order, after the file. Values that need
-    the whole config (a feature cache and run folder are given...) are checked by :meth:`TrainConfig.validate`.
+    entry of an options mapping. Overrides are applied in order, after the file, except that an
+    override choosing another combiner, loss or sampler than the file's drops the file's options of
+    that component (they belong to the one it replaces): the new one starts from its own defaults,
+    with the options given as overrides on top. Values that need the whole config (a feature cache and
+    run folder are given...) are checked by :meth:`TrainConfig.validate`.
     """
-    values: dict[str, Any] = {}
-    if path is not None:
-        resolved = resolve_config_path(path)
-        values = _read_yaml(resolved)
-    items = _override_items(overrides)
-    for key, value, source in items:
-        top, _, sub = key.partition(".")
-        if top not in config_keys():
-            raise ConfigError(f"{source}: unknown config key {top!r}{_suggest(top)}")
-        if sub:
-            current = values.get(top)
-            if current is None:
-                current = {}
-            if not isinstance(current, dict):
-                raise ConfigError(f"{source}: config key {top!r} is not a mapping, so {key!r} cannot be set")
-            values[top] = {**current, sub: value}
-        else:
-            values[top] = value
-    return config_from_dict(values, source=str(path) if path is not None else "overrides")
+    source = str(path) if path is not None else "overrides"
+    base = read_yaml(resolve_config_path(path), TrainConfig) if path is not None else {}
+    items = parse_overrides(overrides)
+    values = apply_overrides(TrainConfig, base, items)
+    for component, options_key in COMPONENT_OPTIONS.items():
+        chosen = values.get(component, field_default(TrainConfig, component))
+        if chosen != base.get(component, field_default(TrainConfig, component)):
+            own = apply_overrides(TrainConfig, {}, [item for item in items if item.field == options_key])
+            values[options_key] = own.get(options_key) or {}
+    return config_from_dict(values, source=source)
 
 
 def config_from_dict(values: Mapping[str, Any], source: str = "config",
                      lines: Mapping[str, int] | None = None) -> TrainConfig:
     """Build a :class:`TrainConfig` from a mapping, checking keys and value types (not yet :meth:`validate`)."""
-    hints = typing.get_type_hints(TrainConfig)
-    kwargs: dict[str, Any] = {}
-    for key, value in values.items():
-        where = f"{source}:{lines[key]}" if lines and key in lines else source
-        if key not in hints:
-            raise ConfigError(f"{where}: unknown config key {key!r}{_suggest(key)}")
-        try:
-            kwargs[key] = _coerce(value, hints[key])
-        except TypeError as exc:
-            raise ConfigError(f"{where}: config key {key!r}: {exc}") from None
-    return TrainConfig(**kwargs)
-
-
-# ---------------------------------------------------------------- reading YAML
-def _read_yaml(path: Path) -> dict[str, Any]:
-    """Parse ``path`` into a mapping, checking the keys with their line numbers."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: unreadable config file ({exc})") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise ConfigError(f"{where}: invalid YAML ({problem})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
-        raise ConfigError(f"{path}: a config file must hold a mapping of config keys at the top level")
-    lines = {key_node.value: key_node.start_mark.line + 1 for key_node, _ in node.value}
-    config_from_dict(data, source=str(path), lines=lines)  # reports unknown keys and bad types with their line
-    return dict(data)
-
-
-def _override_items(overrides: Overrides | None) -> list[tuple[str, Any, str]]:
-    """``(key, value, source)`` triples of command-line overrides."""
-    if overrides is None:
-        return []
-    if isinstance(overrides, Mapping):
-        return [(key, value, f"option {key}") for key, value in overrides.items()]
-    items = []
-    for entry in overrides:
-        if isinstance(entry, tuple):
-            key, value = entry
-            items.append((key, value, f"option {key}"))
-            continue
-        text = str(entry)
-        key, sep, raw = text.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {text!r}: expected key=value")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            value = raw
-        items.append((key.strip(), value, f"--set {text}"))
-    return items
-
-
-def _suggest(key: str) -> str:
-    close = difflib.get_close_matches(key, config_keys(), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-# ---------------------------------------------------------------- type checks
-def _coerce(value: Any, hint: Any) -> Any:
-    """Return ``value`` as type ``hint`` or raise TypeError saying what was expected.
-
-    Hand-written rather than a validation library because the few types of :class:`TrainConfig`
-    need only this, and YAML 1.1 quirks (``2e-5`` read as a string) need a numeric reading anyway.
-    """
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(value, option)
-            except TypeError as exc:
-                errors.append(str(exc))
-        raise TypeError(" or ".join(errors))
-    if hint is Any:
-        return value
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise TypeError(f"expected true or false, got {value!r}")
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise TypeError(f"expected an integer, got {value!r}")
-    if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise TypeError(f"expected a number, got {value!r}")
-    if hint is str:
-        if isinstance(value, (str, Path)):
-            return str(value)
-        raise TypeError(f"expected a string, got {value!r}")
-    if origin is list:
-        (item_hint,) = typing.get_args(hint)
-        if isinstance(value, str) and item_hint is str:
-            return [part.strip() for part in value.split(",") if part.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise TypeError(f"expected a list, got {value!r}")
-        return [_coerce(item, item_hint) for item in value]
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise TypeError(f"expected a mapping, got {value!r}")
-        return {str(k): v for k, v in value.items()}
-    raise TypeError(f"unsupported config type {hint!r}")
+    return from_dict(TrainConfig, values, source=source, lines=lines)
