@@ -100,6 +100,23 @@ def test_status_lines_go_to_stderr_and_results_to_stdout(monkeypatch, capsys):
     assert captured.err == "status line\nwarning: something odd\n"
 
 
+def test_a_library_that_configures_the_root_logger_does_not_double_the_lines(monkeypatch, capsys):
+    def command(args: argparse.Namespace) -> int:
+        logging.info("a library's own message")  # gives the root logger a stderr handler, as open_clip's calls do
+        return log_lines(args)
+
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", root.level)
+    run_with(monkeypatch, command)
+    try:
+        assert cli.main(["synth", "--out", "x"]) == 0
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+    assert capsys.readouterr().err.count("status line") == 1
+
+
 def test_other_processes_show_warnings_only(monkeypatch, capsys):
     monkeypatch.setenv("RANK", "1")
     run_with(monkeypatch, log_lines)

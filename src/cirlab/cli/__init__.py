@@ -167,8 +167,11 @@ def command_output(quiet: bool = False) -> Iterator[None]:
     process, warnings and errors from the others and with ``quiet``, which also turns progress off (in
     worker processes too). The level and the environment are restored afterwards."""
     logger = logging.getLogger("cirlab")
-    level, no_progress = logger.level, os.environ.get(NO_PROGRESS_ENV)
+    level, propagate, no_progress = logger.level, logger.propagate, os.environ.get(NO_PROGRESS_ENV)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    # Not also through the root logger: a library that logs through the root (open_clip does) gives it a
+    # handler of its own on first use, which would print every line a second time.
+    logger.propagate = False
     if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
         handler = _StderrHandler()
         handler.setFormatter(_MessageFormatter("%(message)s"))
@@ -180,6 +183,7 @@ def command_output(quiet: bool = False) -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
+        logger.propagate = propagate
         if no_progress is None:
             os.environ.pop(NO_PROGRESS_ENV, None)
         else:

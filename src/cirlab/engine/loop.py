@@ -123,9 +123,13 @@ class Engine:
             pass
         self.steps_per_epoch = objective.steps_per_epoch()
         self.total_steps = self.steps_per_epoch * settings.epochs
-        self.params = [p for group in objective.parameter_groups(settings.weight_decay) for p in group["params"]]
-        self.optimizer = build_optimizer(objective.parameter_groups(settings.weight_decay), lr=settings.lr,
-                                         betas=settings.betas, eps=settings.eps)
+        groups = objective.parameter_groups(settings.weight_decay)
+        trained = {id(p) for group in groups for p in group["params"]}
+        # Clipped in the modules' own parameter order: the global norm is a float sum, and its order decides
+        # its last bits (and so the run's numbers).
+        self.params = list({id(p): p for module in objective.train_modules() for p in module.parameters()
+                            if id(p) in trained}.values())
+        self.optimizer = build_optimizer(groups, lr=settings.lr, betas=settings.betas, eps=settings.eps)
         self.scheduler = None
         if self.optimizer is not None:
             self.scheduler = build_scheduler(self.optimizer, total_steps=self.total_steps,
