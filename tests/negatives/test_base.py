@@ -29,11 +29,12 @@ def test_every_sampler_is_named_and_described_by_its_registration(gallery, name:
     assert type(sampler).registry_name == name and sampler.config()["name"] == name
     description = SAMPLERS.describe(name)
     assert description and "``" not in description
-    assert {"near_duplicate_threshold", "chunk_size"} <= set(SAMPLERS.options(name))
+    assert {"near_duplicate_threshold", "chunk_size", "ledger_margin"} <= set(SAMPLERS.options(name))
 
 
 def test_options_and_defaults_come_from_the_signature() -> None:
-    assert SAMPLERS.options("hard") == {"top_m": None, "near_duplicate_threshold": 0.98, "chunk_size": None}
+    assert SAMPLERS.options("hard") == {"top_m": None, "near_duplicate_threshold": 0.98, "chunk_size": None,
+                                        "ledger_margin": None}
     assert "curriculum (" in SAMPLERS.summary() and "semi-hard (" in SAMPLERS.summary()
 
 
@@ -106,7 +107,8 @@ def test_unknown_sampler_and_option(gallery) -> None:
     with pytest.raises(ConfigError, match="unknown negative sampler 'hardest'"):
         build_sampler("hardest", gallery)
     with pytest.raises(ConfigError, match="^negative sampler 'random': got an unexpected keyword argument 'margin'; "
-                                          "its options are: near_duplicate_threshold, chunk_size, max_redraws$"):
+                                          "its options are: near_duplicate_threshold, chunk_size, max_redraws, "
+                                          "ledger_margin$"):
         build_sampler("random", gallery, margin=0.2)
     with pytest.raises(ConfigError, match="chunk_size must be at least 1"):
         build_sampler("hard", gallery, chunk_size=0)

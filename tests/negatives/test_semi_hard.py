@@ -10,7 +10,7 @@ import torch
 from cirlab.distances import EuclideanDistance
 from cirlab.errors import ConfigError
 from cirlab.negatives import BatchInfo, Gallery, SemiHardSampler, build_sampler
-from cirlab.negatives.semi_hard import TIE_TOLERANCE
+from cirlab.negatives.window import TIE_TOLERANCE
 
 from .conftest import make_gallery, naive_excluded, near_target_queries
 

@@ -57,3 +57,15 @@ def test_a_gallery_of_duplicates_falls_back_to_the_exact_scan() -> None:
     negatives = _draw(sampler, gallery, torch.tensor([0, 3, 9]), 4, seed=5)
     assert negatives[:2].eq(9).all() and not negatives[2].eq(9).any()
     assert sampler.stats()["fallback_negatives"] > 0
+
+
+def test_every_blocked_draw_is_counted_once(gallery) -> None:
+    """Without redraws, a draw the guard blocks is settled by the exact scan: blocked draws equal fallbacks."""
+    sampler = build_sampler("random", gallery, max_redraws=0)
+    positives = torch.tensor([0, 1, 2, 10, 11, 12, 150])
+    negatives = _draw(sampler, gallery, positives, 300, seed=6)
+    for row, target in enumerate(positives.tolist()):
+        assert not naive_excluded(gallery, target, 0.98) & set(negatives[row].tolist())
+    stats = sampler.stats()
+    assert stats["guard_exact_duplicates"] > 0 and stats["guard_near_duplicates"] > 0
+    assert stats["guard_exact_duplicates"] + stats["guard_near_duplicates"] == stats["fallback_negatives"]

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+
 import numpy as np
 import pytest
 import torch
 
+from cirlab.data.layout import captions_file, split_file
 from cirlab.errors import CacheMismatchError
 from cirlab.features.cache import FeatureCache, write_cache
+from cirlab.negatives import BatchInfo, Gallery, build_sampler
+from cirlab.synth import META_FILE, SynthConfig, generate
+from cirlab.training import load_config, train
 from cirlab.training.data import (
     duplicate_groups,
     epoch_batches,
@@ -20,7 +28,8 @@ from tests.training.fixtures import make_learnable_cache
 CPU = torch.device("cpu")
 
 
-def small_cache(root, *, shared_image: bool = True, withheld_target: bool = False, stray_target: bool = False):
+def small_cache(root, *, shared_image: bool = True, withheld_target: bool = False, stray_target: bool = False,
+                stray_reference: bool = False):
     """6 images: dress.train = rows 0,1,2; shirt.train = rows 2,3,4 (row 2 in both); row 5 only in val."""
     dim = 4
     features = np.arange(6 * dim, dtype=np.float32).reshape(6, dim) + 1
@@ -30,7 +39,8 @@ def small_cache(root, *, shared_image: bool = True, withheld_target: bool = Fals
         {"category": "dress", "split": "train", "reference_row": 0, "target_row": 1},
         {"category": "shirt", "split": "train", "reference_row": 3, "target_row": 2},
         {"category": "shirt", "split": "train", "reference_row": 4, "target_row": 5 if stray_target else 3},
-        {"category": "dress", "split": "train", "reference_row": 1, "target_row": -1 if withheld_target else 0},
+        {"category": "dress", "split": "train", "reference_row": 5 if stray_reference else 1,
+         "target_row": -1 if withheld_target else 0},
         {"category": "dress", "split": "val", "reference_row": 5, "target_row": 0},
     ]
     for index, t in enumerate(triplets):
@@ -66,6 +76,17 @@ def test_positives_are_target_positions_in_the_gallery(tmp_path):
         assert data.gallery.category_names[category] == cache.triplets.categories[position]
     assert torch.equal(data.reference_features,
                        torch.from_numpy(cache.image_features[cache.triplets.reference_rows[data.positions]].copy()))
+
+
+def test_references_are_gallery_positions_of_the_reference_images(tmp_path):
+    cache = small_cache(tmp_path / "a")
+    data = load_training_data(cache, None, [0], CPU)
+    rows = data.gallery.rows.tolist()
+    for position, reference in zip(data.positions.tolist(), data.references.tolist()):
+        assert rows[reference] == cache.triplets.reference_rows[position]
+    stray = load_training_data(small_cache(tmp_path / "b", stray_reference=True), None, [0], CPU)
+    assert stray.references.tolist()[-1] == -1  # row 5 is no training image
+    assert data.true_matches is None  # no synthetic ground truth behind this cache
 
 
 def test_only_the_configured_caption_forms_are_loaded(tmp_path):
@@ -130,6 +151,7 @@ def test_batch_draws_forms_with_the_generator(tmp_path):
         assert torch.equal(first.text[row], data.text_features[index, form])
         assert torch.equal(first.reference[row], data.reference_features[index])
     assert first.positives.tolist() == data.positives[indices].tolist()
+    assert first.references.tolist() == data.references[indices].tolist() and first.true_matches is None
 
 
 def test_epoch_batches_cover_the_epoch_once_and_follow_the_seed():
@@ -162,3 +184,114 @@ def test_last_batch_is_cut_to_a_multiple_of_the_processes():
     shards = [epoch_batches(14, epoch=1, seed=0, batch_size=4, drop_last=False, rank=r, world_size=2)
               for r in range(2)]
     assert [len(b) for b in shards[0]] == [len(b) for b in shards[1]] == [2, 2, 2, 1]
+
+
+# ------------------------------------------------------------------------------ synthetic ground truth
+def synthetic_cache(out, data, data_root=None) -> FeatureCache:
+    """A feature cache of the synthetic data set at ``data`` (random 8-d features; the manifest's
+    ``data_root`` as extraction records it, or ``data_root``)."""
+    ids = sorted(path.stem for path in (data / "images").glob("*.png"))
+    row = {image_id: n for n, image_id in enumerate(ids)}
+    split_rows, triplets = {}, []
+    for category in SynthConfig.preset("tiny").categories:
+        for split in ("train", "val"):
+            members = json.loads(split_file(data, category, split).read_text())
+            split_rows[f"{category}.{split}"] = [row[i] for i in members]
+            for index, entry in enumerate(json.loads(captions_file(data, category, split).read_text())):
+                triplets.append({"category": category, "split": split, "file_index": index,
+                                 "captions": entry["captions"], "reference_row": row[entry["candidate"]],
+                                 "target_row": row[entry["target"]]})
+    rng = np.random.default_rng(0)
+    write_cache(out, image_ids=ids, image_features=rng.standard_normal((len(ids), 8)).astype(np.float32),
+                split_rows=split_rows, triplets=triplets,
+                text_features=rng.standard_normal((len(triplets), 4, 8)).astype(np.float32),
+                manifest={"model": "m", "preprocess": "p", "data_fingerprint": "f",
+                          "data_root": str((data_root or data).resolve())},
+                image_hashes=[hashlib.sha256((data / "images" / f"{i}.png").read_bytes()).hexdigest() for i in ids])
+    return FeatureCache.open(out)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """The tiny synthetic data set, its ground truth and a feature cache of it."""
+    root = tmp_path_factory.mktemp("synthetic")
+    generate(root / "data", SynthConfig.preset("tiny"), show_progress=False)
+    meta = json.loads((root / "data" / META_FILE).read_text())
+    return root / "data", meta, synthetic_cache(root / "cache", root / "data")
+
+
+def naive_satisfying(meta, cache, data, index) -> set[int]:
+    """Gallery positions of the items that satisfy training triplet ``index`` as well as its target does:
+    its category, the target's value on every attribute the captions pin down or that did not change,
+    and not the reference's value on a change the captions leave open."""
+    position = int(data.positions[index])
+    record = meta["triplets"][f"{cache.triplets.categories[position]}.train"][int(cache.triplets.file_index[position])]
+    target, reference = meta["images"][record["target"]], meta["images"][record["candidate"]]
+    left_open = set(record["changed"]) - set(record["covered"])
+    satisfying = set()
+    for entry, row in enumerate(data.gallery.rows.tolist()):
+        item = meta["images"][cache.image_ids[row]]
+        if item["category"] == target["category"] and all(
+                item["attributes"][a] != reference["attributes"][a] if a in left_open
+                else item["attributes"][a] == target["attributes"][a] for a in meta["attributes"]):
+            satisfying.add(entry)
+    return satisfying
+
+
+def test_synthetic_ground_truth_says_which_items_satisfy_each_triplet(synthetic):
+    _, meta, cache = synthetic
+    data = load_training_data(cache, None, [0, 1, 2, 3], CPU)
+    everything = torch.arange(len(data.gallery)).expand(len(data), -1)
+    matches = data.true_matches.matches(everything)
+    sizes = []
+    for index in range(len(data)):
+        expected = naive_satisfying(meta, cache, data, index)
+        assert set(matches[index].nonzero().flatten().tolist()) == expected
+        assert int(data.positives[index]) in expected and int(data.references[index]) not in expected
+        sizes.append(len(expected))
+    assert max(sizes) > 1  # some triplets are satisfied by more than their target (and its copies)
+
+
+def test_the_ledger_counts_true_false_negatives_end_to_end(synthetic):
+    _, meta, cache = synthetic
+    data = load_training_data(cache, None, [0, 1, 2, 3], CPU)
+    batch = data.batch(torch.arange(len(data)), torch.Generator().manual_seed(0))
+    gallery = Gallery(data.gallery.features, data.gallery.categories, data.gallery.duplicate_groups)
+    sampler = build_sampler("random", gallery)
+    info = BatchInfo(batch.categories, references=batch.references, true_matches=batch.true_matches)
+    queries = torch.nn.functional.normalize(batch.reference + batch.text, dim=1)
+    negatives = sampler.sample(queries, batch.positives, info, 40, torch.Generator().manual_seed(1))
+    satisfying = [naive_satisfying(meta, cache, data, index) for index in range(len(data))]
+    expected = sum(item in satisfying[row] for row, picks in enumerate(negatives.tolist()) for item in picks)
+    references = sum(picks.count(int(data.references[row])) for row, picks in enumerate(negatives.tolist()))
+    stats = sampler.stats()
+    assert stats["ledger_true_false_negatives"] == expected > 0
+    assert stats["ledger_with_ground_truth"] == stats["negatives"] == 40 * len(data)
+    assert stats["ledger_reference"] >= references > 0  # exact copies of a reference count too
+
+
+def test_training_logs_the_ledger_of_a_synthetic_run(synthetic, tmp_path):
+    _, _, cache = synthetic
+    config = load_config(None, {
+        "features": str(cache.root), "out": str(tmp_path / "run"), "combiner": "combiner", "loss": "triplet",
+        "negatives": "hard", "num_negatives": 4, "epochs": 1, "batch_size": 16, "tensorboard": False,
+        "combiner_options": {"projection_dim": 16, "hidden_dim": 16, "dropout": 0.0}, "seed": 0})
+    last = train(config).history[-1]
+    assert last["sampler/ledger_with_ground_truth"] == last["sampler/negatives"] > 0
+    assert last["sampler/ledger_harder"] + last["sampler/ledger_semi_hard"] + last["sampler/ledger_easier"] == \
+        last["sampler/negatives"]
+    assert last["sampler/ledger_true_false_negatives"] >= 0 and last["sampler/ledger_same_category"] > 0
+
+
+def test_a_stale_ground_truth_is_left_out_with_a_warning(synthetic, tmp_path, caplog):
+    data_root, meta, _ = synthetic
+    stale = json.loads(json.dumps(meta))
+    first = stale["triplets"]["dress.train"][0]
+    first["target"] = next(i for i, r in meta["images"].items() if r["category"] == "dress" and i != first["target"])
+    (tmp_path / "stale").mkdir()
+    (tmp_path / "stale" / META_FILE).write_text(json.dumps(stale))
+    cache = synthetic_cache(tmp_path / "cache", data_root, data_root=tmp_path / "stale")
+    with caplog.at_level(logging.WARNING, logger="cirlab.training.data"):
+        data = load_training_data(cache, None, [0], CPU)
+    assert data.true_matches is None
+    assert "not used for the ledger's true false negatives" in caplog.text and "dress #0" in caplog.text

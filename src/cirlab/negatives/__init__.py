@@ -2,7 +2,8 @@
 
 Every sampler searches the whole training :class:`Gallery` (chunked, so hundreds of thousands of
 features fit), never returns a query's target or the target's duplicates (:mod:`~cirlab.negatives.guard`),
-and is a pure function of its inputs and a ``torch.Generator``.
+and is a pure function of its inputs and a ``torch.Generator``. Every sampler keeps the negative ledger
+(:mod:`~cirlab.negatives.ledger`), a per-epoch summary of what it served; :func:`ledger_shares` reads it.
 """
 
 from cirlab.negatives.base import COMMON_STATS, SAMPLERS, GallerySampler, NegativeSampler, build_sampler
@@ -11,12 +12,14 @@ from cirlab.negatives.curriculum import CurriculumSampler
 from cirlab.negatives.gallery import BatchInfo, Gallery
 from cirlab.negatives.guard import DEFAULT_NEAR_DUPLICATE_THRESHOLD, DuplicateGuard, GuardFlags
 from cirlab.negatives.hard import HardSampler
+from cirlab.negatives.ledger import LEDGER_STATS, TrueMatches, ledger_shares
 from cirlab.negatives.scan import CHUNK_ELEMENTS
 from cirlab.negatives.semi_hard import SemiHardSampler
 from cirlab.negatives.uniform import RandomSampler
 
 __all__ = [
-    "CHUNK_ELEMENTS", "COMMON_STATS", "DEFAULT_NEAR_DUPLICATE_THRESHOLD", "SAMPLERS", "BatchInfo",
+    "CHUNK_ELEMENTS", "COMMON_STATS", "DEFAULT_NEAR_DUPLICATE_THRESHOLD", "LEDGER_STATS", "SAMPLERS", "BatchInfo",
     "CategorySampler", "CurriculumSampler", "DuplicateGuard", "Gallery", "GallerySampler", "GuardFlags",
-    "HardSampler", "NegativeSampler", "RandomSampler", "SemiHardSampler", "build_sampler",
+    "HardSampler", "NegativeSampler", "RandomSampler", "SemiHardSampler", "TrueMatches", "build_sampler",
+    "ledger_shares",
 ]

@@ -8,7 +8,9 @@ their targets, which ``k`` gallery items should each query be pushed away from? 
     sampler.stats()   # {"queries": ..., "guard_exact_duplicates": ..., "fallback_negatives": ...}
 
 Each sampler class declares the statistics it reports (``logged_stats``) and which of them are states
-rather than counters (``gauge_stats``), so that whoever logs them needs no list of its own.
+rather than counters (``gauge_stats``), so that whoever logs them needs no list of its own. Every
+sampler also keeps the negative ledger (:mod:`~cirlab.negatives.ledger`): :meth:`GallerySampler.sample`
+tallies what ``_sample`` served, once, for every strategy.
 
 Samplers are pure functions of their inputs and the ``torch.Generator`` (their statistics aside), so
 the same seed gives the same negatives, and each can be tested against a naive loop.
@@ -22,16 +24,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cirlab.distances import build_distance
 from cirlab.errors import ConfigError
 from cirlab.negatives.gallery import BatchInfo, Gallery
 from cirlab.negatives.guard import DEFAULT_NEAR_DUPLICATE_THRESHOLD, DuplicateGuard
+from cirlab.negatives.ledger import DEFAULT_LEDGER_MARGIN, LEDGER_STATS, Ledger
 from cirlab.registry import Registry
 
-#: Counters every sampler reports: queries served, negatives returned, duplicates of the target the
-#: guard removed from the strategy's choice (exact / near; each sampler says which choice), and
-#: negatives that did not come from the strategy's own rule (see each sampler's fallback).
+#: Counters every sampler reports: queries served, negatives returned, candidates the false-negative
+#: guard blocked, negatives that did not come from the strategy's own rule (see each sampler's
+#: fallback), then the negative ledger's :data:`~cirlab.negatives.ledger.LEDGER_STATS`.
+#:
+#: ``guard_exact_duplicates`` / ``guard_near_duplicates`` count would-be negatives that the strategy's
+#: own rule chose and the guard blocked, as exact duplicates of the target (same pixels: same
+#: duplicate group) or near-duplicates (feature cosine with the target above the threshold). Drawing
+#: samplers (``random``, ``category``) count every draw that landed on one (it is redrawn, so a slot
+#: can be blocked more than once); ranking samplers count the duplicates among the items their
+#: unguarded rule would have taken (``semi-hard``: its first ``k`` window picks; ``hard``: its ``top_m``
+#: pool, the ``k`` closest without ``top_m``). Exclusions inside a fallback's exact scan are not counted.
 COMMON_STATS: tuple[str, ...] = (
     "queries", "negatives", "guard_exact_duplicates", "guard_near_duplicates", "fallback_negatives",
+    *LEDGER_STATS,
 )
 
 
@@ -77,6 +90,9 @@ class GallerySampler:
             and never a negative (None: only exact duplicates are excluded).
         chunk_size: gallery items scored at once by mining scans; None sizes chunks to the batch so that
             one chunk holds about 8M similarities (:data:`~cirlab.negatives.scan.CHUNK_ELEMENTS`).
+        ledger_margin: width of the negative ledger's semi-hard window in cosine distance (match the triplet
+            loss's margin); None: :data:`~cirlab.negatives.ledger.DEFAULT_LEDGER_MARGIN`, or the sampler's
+            own margin where it has one (``semi-hard``). It only changes what the ledger reports.
     """
 
     #: The name this class is registered under (set by :data:`SAMPLERS`).
@@ -89,16 +105,22 @@ class GallerySampler:
     gauge_stats: frozenset[str] = frozenset()
 
     def __init__(self, gallery: Gallery, near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
-                 chunk_size: int | None = None) -> None:
+                 chunk_size: int | None = None, ledger_margin: float | None = None) -> None:
         if not isinstance(gallery, Gallery):
             raise ConfigError(f"negative sampler {self.registry_name!r} needs a Gallery, "
                               f"got {type(gallery).__name__}")
         if chunk_size is not None and int(chunk_size) < 1:
             raise ConfigError(f"negative sampler {self.registry_name!r}: chunk_size must be at least 1 (or null for "
                               f"automatic), got {chunk_size}")
+        if ledger_margin is not None and not float(ledger_margin) > 0:
+            raise ConfigError(f"negative sampler {self.registry_name!r}: ledger_margin must be positive (or null "
+                              f"for the default), got {ledger_margin}")
         self.gallery = gallery
         self.guard = DuplicateGuard(gallery, near_duplicate_threshold)
         self.chunk_size = None if chunk_size is None else int(chunk_size)
+        self.ledger_margin = None if ledger_margin is None else float(ledger_margin)
+        self.ledger = Ledger(DEFAULT_LEDGER_MARGIN if ledger_margin is None else ledger_margin,
+                             build_distance("cosine"))
         self._counters: dict[str, Tensor] = {}
         self.reset_stats()
 
@@ -108,7 +130,8 @@ class GallerySampler:
         """``[B, k]`` gallery indices of negatives for each query (never its target or a guarded duplicate).
 
         Inputs may live on any device and need not be normalised nor detached; the work and the result
-        are on the gallery's device, in float32 whatever autocast is active.
+        are on the gallery's device, in float32 whatever autocast is active. The served negatives are
+        tallied into the ledger's counters (they only read the result).
         """
         device = self.gallery.device
         self._check_inputs(queries, positives, batch, k, generator)
@@ -117,8 +140,9 @@ class GallerySampler:
         with torch.no_grad(), torch.autocast(device_type=device.type, enabled=False):
             queries = F.normalize(queries.detach().to(device=device, dtype=self.gallery.features.dtype), dim=-1)
             positives = positives.to(device)
-            batch = BatchInfo(categories=batch.categories.to(device).long(), progress=float(batch.progress))
+            batch = batch.to(device)
             negatives = self._sample(queries, positives, batch, int(k), generator)
+            self._record_ledger(queries, positives, batch, negatives)
         self.count("queries", positives.shape[0])
         self.count("negatives", negatives.numel())
         return negatives
@@ -126,6 +150,11 @@ class GallerySampler:
     def _sample(self, queries: Tensor, positives: Tensor, batch: BatchInfo, k: int,
                 generator: torch.Generator) -> Tensor:
         raise NotImplementedError
+
+    def _record_ledger(self, queries: Tensor, positives: Tensor, batch: BatchInfo, negatives: Tensor) -> None:
+        """Add the served ``negatives`` to the ledger's counters."""
+        for name, value in self.ledger.tally(self.gallery, queries, positives, batch, negatives).items():
+            self.count(name, value)
 
     # ---------------------------------------------------------------- statistics
     def stats(self) -> dict[str, float]:
@@ -144,7 +173,7 @@ class GallerySampler:
     def config(self) -> dict[str, Any]:
         """The sampler's name and options, for logs and run records."""
         return {"name": self.registry_name, "near_duplicate_threshold": self.guard.near_duplicate_threshold,
-                "chunk_size": self.chunk_size, **self.options()}
+                "chunk_size": self.chunk_size, "ledger_margin": self.ledger_margin, **self.options()}
 
     def options(self) -> dict[str, Any]:
         """Options specific to this sampler (for :meth:`config`)."""
@@ -164,6 +193,14 @@ class GallerySampler:
         if batch.categories.shape != (size,):
             raise ValueError(f"{name}: batch.categories must be [B] = [{size}], "
                              f"got {tuple(batch.categories.shape)}")
+        if batch.references is not None and batch.references.shape != (size,):
+            raise ValueError(f"{name}: batch.references must be [B] = [{size}], "
+                             f"got {tuple(batch.references.shape)}")
+        matches = batch.true_matches
+        if matches is not None and (len(matches) != size or matches.item_bits.shape[0] != len(self.gallery)):
+            raise ValueError(f"{name}: batch.true_matches must hold one rule per query ({size}) and bits for "
+                             f"every gallery item ({len(self.gallery)}); got {len(matches)} and "
+                             f"{matches.item_bits.shape[0]}")
         if int(k) < 1:
             raise ConfigError(f"{name}: the number of negatives per query must be at least 1, got {k}")
         if not isinstance(generator, torch.Generator):

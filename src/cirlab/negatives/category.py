@@ -42,8 +42,8 @@ class CategorySampler(GallerySampler):
 
     def __init__(self, gallery: Gallery, ratios: Sequence[float] = DEFAULT_RATIOS,
                  near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
-                 chunk_size: int | None = None, max_redraws: int = 8) -> None:
-        super().__init__(gallery, near_duplicate_threshold, chunk_size)
+                 chunk_size: int | None = None, max_redraws: int = 8, ledger_margin: float | None = None) -> None:
+        super().__init__(gallery, near_duplicate_threshold, chunk_size, ledger_margin)
         ratios = tuple(float(r) for r in ratios)
         if len(ratios) != 3 or min(ratios) < 0 or not math.isclose(sum(ratios), 1.0, abs_tol=1e-6):
             raise ConfigError(f"category sampler: ratios must be three non-negative numbers (same, other, "

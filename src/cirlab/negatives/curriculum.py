@@ -9,8 +9,9 @@ then refine it.
 The schedule is a list of stages (any registered samplers) and the training-progress points where
 each next stage takes over. With ``ramp > 0`` the change is gradual: over the ``ramp`` of progress
 before a milestone, a linearly growing share of each query's ``k`` negatives comes from the next stage.
-Statistics are the sum of the stages' common counters, plus each stage's own under ``"<stage>/<name>"``
-and ``stage`` (the index of the stage that served most recently, a gauge). A curriculum's
+Statistics are the sum of the stages' common counters (the negative ledger included: each stage tallies
+what it serves, with its own ledger window), plus each stage's own under ``"<stage>/<name>"`` and
+``stage`` (the index of the stage that served most recently, a gauge). A curriculum's
 ``logged_stats`` and ``gauge_stats`` therefore list, beyond the class's, the prefixed keys of its stages.
 """
 
@@ -44,6 +45,8 @@ class CurriculumSampler(GallerySampler):
             takes over at ``milestones[i]``.
         ramp: width of the blend before each milestone (0: a hard switch).
         stage_options: keyword arguments per stage name, e.g. ``{"semi-hard": {"margin": 0.2}}``.
+        ledger_margin: passed to every stage when given (a stage's own ``stage_options`` win); None: each
+            stage's default.
     """
 
     logged_stats = (*COMMON_STATS, "stage")
@@ -53,7 +56,7 @@ class CurriculumSampler(GallerySampler):
                  milestones: Sequence[float] = DEFAULT_MILESTONES, ramp: float = 0.0,
                  stage_options: Mapping[str, Mapping[str, Any]] | None = None,
                  near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
-                 chunk_size: int | None = None) -> None:
+                 chunk_size: int | None = None, ledger_margin: float | None = None) -> None:
         stages, milestones = list(stages), [float(m) for m in milestones]
         if not stages or self.registry_name in stages:
             raise ConfigError(f"curriculum sampler: stages must list other samplers, got {stages}")
@@ -70,15 +73,16 @@ class CurriculumSampler(GallerySampler):
             raise ConfigError(f"curriculum sampler: stage_options for {sorted(unknown)}, not among stages {stages}")
         self.stage_names, self.milestones, self.ramp = stages, milestones, float(ramp)
         self.stage_options = {name: dict(options) for name, options in (stage_options or {}).items()}
+        shared = {} if ledger_margin is None else {"ledger_margin": ledger_margin}
         self.stages = [build_sampler(name, gallery, near_duplicate_threshold=near_duplicate_threshold,
-                                     chunk_size=chunk_size, **self.stage_options.get(name, {}))
+                                     chunk_size=chunk_size, **{**shared, **self.stage_options.get(name, {})})
                        for name in stages]
         stage_stats = list(zip(stages, self.stages))
         self.logged_stats = tuple(dict.fromkeys([*type(self).logged_stats, *(
             f"{name}/{key}" for name, sampler in stage_stats for key in sampler.logged_stats)]))
         self.gauge_stats = type(self).gauge_stats | {
             f"{name}/{key}" for name, sampler in stage_stats for key in sampler.gauge_stats}
-        super().__init__(gallery, near_duplicate_threshold, chunk_size)
+        super().__init__(gallery, near_duplicate_threshold, chunk_size, ledger_margin)
 
     def schedule(self, progress: float) -> tuple[int, float]:
         """``(stage, share)`` at ``progress``: the current stage and the share of the next one."""
@@ -99,6 +103,9 @@ class CurriculumSampler(GallerySampler):
             parts.append(self.stages[stage + 1].sample(queries, positives, batch, from_next, generator))
         self._counters["stage"] = torch.full_like(self._counters["stage"], stage)
         return torch.cat(parts, dim=1)
+
+    def _record_ledger(self, queries: Tensor, positives: Tensor, batch: BatchInfo, negatives: Tensor) -> None:
+        """Nothing: each stage's ``sample`` tallied what it served, and :meth:`stats` sums the stages."""
 
     def stats(self) -> dict[str, float]:
         totals = {name: 0.0 for name in COMMON_STATS}

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from cirlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cirlab.negatives.ledger import TrueMatches
 
 #: Largest deviation of a feature's norm from 1 that :class:`Gallery` accepts as L2-normalised.
 NORM_TOLERANCE = 1e-3
@@ -70,7 +74,20 @@ class Gallery:
 
 @dataclass
 class BatchInfo:
-    """Per-batch facts a sampler may use besides the query embeddings."""
+    """Per-batch facts a sampler may use besides the query embeddings.
+
+    ``references`` and ``true_matches`` are optional facts for the negative ledger
+    (:mod:`~cirlab.negatives.ledger`), which counts how many served negatives are the query's reference
+    image and how many satisfy the query as well as its target does; without them those counters stay 0.
+    """
 
     categories: Tensor  # [B] long, category id of each query
     progress: float = 0.0  # 0..1, fraction of training done (for schedules)
+    references: Tensor | None = None  # [B] long, gallery index of each query's reference image, -1 when absent
+    true_matches: TrueMatches | None = None  # which gallery items satisfy each query (known ground truth only)
+
+    def to(self, device: str | torch.device) -> BatchInfo:
+        """The same facts on ``device`` (ids as long)."""
+        return BatchInfo(categories=self.categories.to(device).long(), progress=float(self.progress),
+                         references=None if self.references is None else self.references.to(device).long(),
+                         true_matches=None if self.true_matches is None else self.true_matches.to(device))

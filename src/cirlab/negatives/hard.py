@@ -40,8 +40,8 @@ class HardSampler(GallerySampler):
 
     def __init__(self, gallery: Gallery, top_m: int | None = None,
                  near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
-                 chunk_size: int | None = None) -> None:
-        super().__init__(gallery, near_duplicate_threshold, chunk_size)
+                 chunk_size: int | None = None, ledger_margin: float | None = None) -> None:
+        super().__init__(gallery, near_duplicate_threshold, chunk_size, ledger_margin)
         if top_m is not None and int(top_m) < 1:
             raise ConfigError(f"hard sampler: top_m must be at least 1 (or null), got {top_m}")
         self.top_m = None if top_m is None else int(top_m)

@@ -1,10 +1,10 @@
 """``semi-hard``: FaceNet's semi-hard negatives, searched over the whole gallery.
 
 A negative ``n`` of query ``q`` with target ``p`` is semi-hard when ``d(q, p) < d(q, n) < d(q, p) + margin``
-(items within :data:`TIE_TOLERANCE` in cosine of the target count as equally close): farther than the
-target (so not a likely false negative, and not the collapsing hardest case), yet inside the margin
-(so the triplet loss still learns from it). The ``k`` negatives are a uniform
-sample of the qualifying gallery items. One chunked pass (a matrix product per chunk) keeps, per
+(the window of :mod:`~cirlab.negatives.window`, where items within a rounding tolerance of the target's
+cosine count as equally close): farther than the target (so not a likely false negative, and not the
+collapsing hardest case), yet inside the margin (so the triplet loss still learns from it). The ``k``
+negatives are a uniform sample of the qualifying gallery items. One chunked pass (a matrix product per chunk) keeps, per
 query, the window items with the ``k + GUARD_SLACK`` largest random keys; the guard then removes the
 target's duplicates from that short list. A query with more duplicates than the slack in its list
 is scanned again with the guard applied to every item (the same keys, so the same sample).
@@ -30,12 +30,9 @@ from cirlab.errors import ConfigError
 from cirlab.negatives.base import COMMON_STATS, SAMPLERS, GallerySampler
 from cirlab.negatives.gallery import BatchInfo, Gallery
 from cirlab.negatives.guard import DEFAULT_NEAR_DUPLICATE_THRESHOLD, no_negative_error
+from cirlab.negatives.ledger import Ledger
 from cirlab.negatives.scan import GUARD_SLACK, RandomKeys, RunningTopK, compact, fill_cyclic, scan_gallery
-
-#: Items whose cosine with the query is within this of the target's count as exactly as close as the
-#: target (not farther): float32 matrix products and row dot products of the same pair differ by
-#: rounding, and the target's own copies must not slip into the window by a rounding error.
-TIE_TOLERANCE = 1e-5
+from cirlab.negatives.window import window_bounds
 
 
 @SAMPLERS.register("semi-hard")
@@ -47,26 +44,29 @@ class SemiHardSampler(GallerySampler):
         distance: a registered distance (:data:`~cirlab.distances.DISTANCES`: ``"cosine"``, 1 - cos, the
             default, or ``"euclidean"`` between unit vectors), its config dict, or a
             :class:`~cirlab.distances.Distance`; use the triplet loss's.
+        ledger_margin: the ledger's window width, in units of ``distance``; None: ``margin`` (so every
+            window pick counts as ``ledger_semi_hard``).
     """
 
     logged_stats = (*COMMON_STATS, "semi_hard_candidates")
 
     def __init__(self, gallery: Gallery, margin: float = 0.2, distance: str | dict[str, Any] | Distance = "cosine",
                  near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
-                 chunk_size: int | None = None) -> None:
-        super().__init__(gallery, near_duplicate_threshold, chunk_size)
+                 chunk_size: int | None = None, ledger_margin: float | None = None) -> None:
+        super().__init__(gallery, near_duplicate_threshold, chunk_size, ledger_margin)
         if margin <= 0:
             raise ConfigError(f"semi-hard sampler: margin must be positive, got {margin}")
         self.margin = float(margin)
         self.distance = build_distance(distance)
+        # The ledger's window is this sampler's own (margin and distance), unless given another margin.
+        self.ledger = Ledger(self.margin if ledger_margin is None else float(ledger_margin), self.distance)
 
     def _sample(self, queries: Tensor, positives: Tensor, batch: BatchInfo, k: int,
                 generator: torch.Generator) -> Tensor:
         size = len(self.gallery)
         # The window in cosine terms: cos(q, n) < cos(q, p) and cos(q, n) > cosine at d(q, p) + margin.
         target_cosines = (queries * self.gallery.features[positives]).sum(dim=1)
-        upper = target_cosines - TIE_TOLERANCE
-        lower = self.distance.to_unit_cosine(self.distance.from_unit_cosine(target_cosines) + self.margin)
+        lower, upper = window_bounds(target_cosines, self.margin, self.distance)
         keys = RandomKeys(size, positives.shape[0], generator, queries.device)
         width = min(k + GUARD_SLACK, size)
         window = RunningTopK(positives.shape[0], width, fill=-1.0, dtype=torch.float64, device=queries.device)

@@ -21,8 +21,8 @@ class RandomSampler(GallerySampler):
     """
 
     def __init__(self, gallery: Gallery, near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
-                 chunk_size: int | None = None, max_redraws: int = 8) -> None:
-        super().__init__(gallery, near_duplicate_threshold, chunk_size)
+                 chunk_size: int | None = None, max_redraws: int = 8, ledger_margin: float | None = None) -> None:
+        super().__init__(gallery, near_duplicate_threshold, chunk_size, ledger_margin)
         self.draws = GuardedDraw(gallery, self.guard, self.chunk_size, max_redraws=max_redraws)
 
     def _sample(self, queries: Tensor, positives: Tensor, batch: BatchInfo, k: int,

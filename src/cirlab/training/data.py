@@ -9,7 +9,12 @@ kept on the training device:
   share a group, unique ones have -1). A training target missing from the split lists is added to the
   gallery rather than dropped. Gallery features are L2-normalised once.
 * each **training triplet** keeps its raw reference feature, the raw text features of its caption
-  forms, its target's gallery position (the positive) and its category id.
+  forms, its target's gallery position (the positive), its reference image's gallery position (for the
+  negative ledger; -1 when the reference is not a training image) and its category id.
+* on the synthetic benchmark (the cache's ``data_root`` holds a ``synth_meta.json`` that describes its
+  training triplets), the ground truth of which gallery items satisfy each triplet as well as its
+  target does (:func:`synthetic_true_matches`), so that the ledger can count the true false negatives
+  a sampler serves. On other data sets there is none.
 
 :func:`epoch_batches` cuts one epoch into per-process batches with a permutation seeded by
 ``(seed, epoch)``: step ``s`` uses the same global batch whatever the number of processes, and process
@@ -20,12 +25,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from cirlab.errors import CacheMismatchError
+from cirlab.data.jsonfiles import read_json
+from cirlab.errors import CacheMismatchError, DataError
 from cirlab.features.cache import FeatureCache
+
+if TYPE_CHECKING:
+    from cirlab.negatives.ledger import TrueMatches
 
 LOGGER = logging.getLogger(__name__)
 
@@ -55,7 +66,9 @@ class TrainingData:
     reference_features: torch.Tensor  # [T, d] float32, raw reference image features
     text_features: torch.Tensor  # [T, F, d] float32, raw text features of the F training caption forms
     positives: torch.Tensor  # [T] long, gallery position of each triplet's target
+    references: torch.Tensor  # [T] long, gallery position of each triplet's reference image, -1 when absent
     categories: torch.Tensor  # [T] long, category id of each triplet (gallery.category_names order)
+    true_matches: TrueMatches | None  # per triplet, the gallery items that satisfy it (synthetic data only)
     skipped_without_target: int  # training triplets left out because the cache withholds their target
     targets_added_to_gallery: int  # targets absent from the split lists, added to the gallery
 
@@ -77,6 +90,8 @@ class TrainingData:
             text=self.text_features[indices, forms],
             positives=self.positives[indices],
             categories=self.categories[indices],
+            references=self.references[indices],
+            true_matches=None if self.true_matches is None else self.true_matches.rows(indices),
         )
 
 
@@ -88,6 +103,8 @@ class Batch:
     text: torch.Tensor  # [B, d] raw text features of the drawn caption forms
     positives: torch.Tensor  # [B] gallery positions of the targets
     categories: torch.Tensor  # [B] category ids
+    references: torch.Tensor  # [B] gallery positions of the reference images, -1 when absent
+    true_matches: TrueMatches | None = None  # which gallery items satisfy each triplet (synthetic data only)
 
     def __len__(self) -> int:
         return len(self.positives)
@@ -175,17 +192,126 @@ def load_training_data(cache: FeatureCache, categories: list[str] | None, captio
         features=torch.nn.functional.normalize(raw_gallery, dim=-1).to(device),
     )
     texts = np.asarray(cache.text_features[positions][:, caption_forms], dtype=np.float32)
+    reference_rows = table.reference_rows[positions]
+    true_matches = synthetic_true_matches(cache, positions, rows)
     return TrainingData(
         gallery=gallery,
         positions=positions,
-        reference_features=torch.from_numpy(_float32(cache.image_features, table.reference_rows[positions])).to(device),
+        reference_features=torch.from_numpy(_float32(cache.image_features, reference_rows)).to(device),
         text_features=torch.from_numpy(texts).to(device),
         positives=torch.tensor([position_of[row] for row in target_rows.tolist()], dtype=torch.long, device=device),
+        references=torch.tensor([position_of.get(row, -1) for row in reference_rows.tolist()], dtype=torch.long,
+                                device=device),
         categories=torch.tensor([category_id[c] for c in table.categories[positions].tolist()], dtype=torch.long,
                                 device=device),
+        true_matches=None if true_matches is None else true_matches.to(device),
         skipped_without_target=skipped,
         targets_added_to_gallery=len(extra_rows),
     )
+
+
+def synthetic_true_matches(cache: FeatureCache, positions: np.ndarray, gallery_rows: np.ndarray) -> TrueMatches | None:
+    """Which gallery items satisfy each training triplet as well as its target does, from ``synth_meta.json``.
+
+    Returns None when the cache's data set (its manifest's ``data_root``) has no ``synth_meta.json``
+    (real data) or one that does not describe the cache's training triplets (a warning says so).
+
+    The rule follows how :mod:`cirlab.synth.captions` writes captions. A triplet's reference and target
+    (same category) differ in its ``changed`` attributes; the two captions pin down the new value of
+    the ``covered`` ones and only say that the others changed ("is darker" from light, "has a different
+    pattern", or not mentioned at all). Every other attribute is as in the reference. So a gallery item
+    satisfies the query as well as the target does when it
+
+    * is of the triplet's category,
+    * equals the target on every attribute that did not change or that the captions cover, and
+    * differs from the reference on every changed attribute that the captions leave uncovered.
+
+    The target and its exact duplicates (same attributes) always qualify, though the guard never serves
+    them; attribute combinations are otherwise unique within a category, so the other qualifying items
+    are family members that differ from the target only where the captions leave it open. (A hue-only
+    phrase, "is red" for a change of hue and shade, also leaves the shade open; an item in the reference's
+    shade is then not counted, which errs towards fewer true false negatives.) The rules are bit sets
+    (:class:`~cirlab.negatives.ledger.TrueMatches`), one bit per category and attribute value.
+    """
+    from cirlab.synth.output import GENERATOR_NAME, META_FILE
+
+    data_root = cache.manifest.get("data_root")
+    path = Path(data_root) / META_FILE if data_root else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        meta = read_json(path)
+        if not isinstance(meta, dict) or meta.get("generator") != GENERATOR_NAME:
+            raise ValueError(f"not a {GENERATOR_NAME!r} record")
+        return _true_matches_from_meta(meta, cache, positions, gallery_rows)
+    except (DataError, KeyError, IndexError, TypeError, ValueError) as error:
+        LOGGER.warning("%s: not used for the ledger's true false negatives (%s)", path, error)
+        return None
+
+
+def _true_matches_from_meta(meta: dict[str, Any], cache: FeatureCache, positions: np.ndarray,
+                            gallery_rows: np.ndarray) -> TrueMatches:
+    """The rules of :func:`synthetic_true_matches`; ValueError when ``meta`` does not describe the cache."""
+    from cirlab.negatives.ledger import TrueMatches
+
+    bits = _ValueBits(meta)
+    table, ids = cache.triplets, cache.image_ids
+    ruled_out = []
+    for position in positions.tolist():
+        category, file_index = str(table.categories[position]), int(table.file_index[position])
+        record = meta["triplets"][f"{category}.{TRAIN_SPLIT}"][file_index]
+        reference, target = ids[table.reference_rows[position]], ids[table.target_rows[position]]
+        if (record["candidate"], record["target"]) != (reference, target):
+            raise ValueError(f"its training triplet {category} #{file_index} is {record['candidate']} -> "
+                             f"{record['target']}, the cache's is {reference} -> {target}")
+        ruled_out.append(bits.ruled_out(reference, target, set(record["changed"]) - set(record["covered"])))
+    item_bits = [bits.of(ids[row]) if ids[row] in bits.images else _ValueBits.UNKNOWN for row in gallery_rows.tolist()]
+    return TrueMatches(torch.tensor(item_bits, dtype=torch.long), torch.tensor(ruled_out, dtype=torch.long))
+
+
+class _ValueBits:
+    """One bit per facet value of ``synth_meta.json`` images (see :class:`~cirlab.negatives.ledger.TrueMatches`).
+
+    Bit 0 marks images the ground truth does not list (every rule rules it out), then come the
+    categories, then each attribute's values by their position in the category's vocabulary.
+    """
+
+    UNKNOWN = 1
+
+    def __init__(self, meta: dict[str, Any]) -> None:
+        self.images: dict[str, Any] = meta["images"]
+        self.attributes: list[str] = list(meta["attributes"])
+        self.vocabulary: dict[str, dict[str, list[str]]] = meta["vocabulary"]
+        self.categories = list(self.vocabulary)
+        self.widths = [len(self.categories), *(max(len(values[a]) for values in self.vocabulary.values())
+                                               for a in self.attributes)]
+        self.offsets = [1 + sum(self.widths[:facet]) for facet in range(len(self.widths))]
+        if 1 + sum(self.widths) > 63:
+            raise ValueError(f"{1 + sum(self.widths)} category and attribute values do not fit one 64-bit set")
+
+    def _codes(self, image_id: str) -> list[int]:
+        """Per facet, the index of the image's value (KeyError when the ground truth does not list it)."""
+        record = self.images[image_id]
+        category = record["category"]
+        return [self.categories.index(category),
+                *(self.vocabulary[category][a].index(record["attributes"][a]) for a in self.attributes)]
+
+    def of(self, image_id: str) -> int:
+        """The value bits of ``image_id``."""
+        return sum(1 << (offset + code) for offset, code in zip(self.offsets, self._codes(image_id)))
+
+    def ruled_out(self, reference: str, target: str, left_open: set[str]) -> int:
+        """The bits an item satisfying the triplet cannot have (see :func:`synthetic_true_matches`): every
+        value but the target's, except on ``left_open`` attributes, where only the reference's."""
+        target_codes, reference_codes = self._codes(target), self._codes(reference)
+        ruled = self.UNKNOWN
+        for facet, (offset, width) in enumerate(zip(self.offsets, self.widths)):
+            if facet > 0 and self.attributes[facet - 1] in left_open:
+                ruled |= 1 << (offset + reference_codes[facet])
+            else:
+                every_value = ((1 << width) - 1) << offset
+                ruled |= every_value & ~(1 << (offset + target_codes[facet]))
+        return ruled
 
 
 def steps_per_epoch(num_triplets: int, batch_size: int, drop_last: bool) -> int:
