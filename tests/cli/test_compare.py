@@ -12,8 +12,8 @@ def test_table_on_stdout_and_runs_on_stderr(tmp_path, capsys):
     sets = ["--set", "batch_size=16", "--set", "num_negatives=2", "--set", "tensorboard=false",
             "--set", "combiner_options={hidden_dim: 16, projection_dim: 16}"]
     assert main(["compare", "--features", str(features), "--strategies", "random,hard", "--epochs", "1",
-                 "--queries", "0", "--out", str(out), *sets]) == 0
+                 "--seeds", "1", "--draws", "200", "--queries", "0", "--out", str(out), *sets]) == 0
     captured = capsys.readouterr()
     assert "untrained sum" in captured.out and captured.out.endswith(f"report: {out / 'report.md'}\n")
-    assert "[1/2] random: training" in captured.err and "[2/2] hard: training" in captured.err
+    assert "[1/2] random/seed-0: training" in captured.err and "[2/2] hard/seed-0: training" in captured.err
     assert "training" not in captured.out

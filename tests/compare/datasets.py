@@ -17,12 +17,13 @@ from cirlab.features.cache import write_cache
 from tests.builders import write_split
 
 CATEGORIES = ("dress", "shirt")
-SPLITS = ("train", "val")
+SPLITS = ("train", "val", "test")
 
 
 def make_comparison_data(root: Path, *, dim: int = 16, images: dict[str, int] | None = None,
                          triplets_per_image: int = 2, seed: int = 0, with_images: bool = True) -> tuple[Path, Path]:
-    """Write ``root/features`` (the cache) and ``root/data`` (the images); return both paths."""
+    """Write ``root/features`` (the cache) and ``root/data`` (the images); return both paths. ``images`` gives the
+    images per category of each split (default train 40, val 24); a ``test`` entry adds a test split with targets."""
     images = images or {"train": 40, "val": 24}
     rng = np.random.default_rng(seed)
     rotation, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
@@ -35,7 +36,7 @@ def make_comparison_data(root: Path, *, dim: int = 16, images: dict[str, int] | 
     captions_per_file: dict[str, list[dict]] = {}
     for category in CATEGORIES:
         centre = rng.standard_normal(dim)
-        for split in SPLITS:
+        for split in [s for s in SPLITS if s in images]:
             rows = []
             for n in range(images[split]):
                 rows.append(len(image_ids))

@@ -1,20 +1,10 @@
-"""The comparison arithmetic against hand-computed values from small synthetic histories."""
+"""One run's arithmetic against hand-computed values from small synthetic histories."""
 
 from __future__ import annotations
 
 import pytest
 
-from cirlab.compare.analysis import (
-    RunSummary,
-    default_threshold,
-    evaluated,
-    first_epoch_reaching,
-    learning_pace,
-    mean_per_step,
-    summarise,
-    total_seconds,
-    verdict,
-)
+from cirlab.compare.analysis import RunSummary, evaluated, ledger_series, mean_per_step, summarise, total_seconds
 
 
 def record(epoch: int, r10: float | None, *, r50: float = 90.0, steps: int = 10, loss: float | None = 0.1,
@@ -35,11 +25,7 @@ HISTORY = [record(0, 20.0, r50=60.0), record(1, 40.0, r50=70.0), record(2, None)
            record(4, 52.0, r50=84.0)]
 
 
-def test_first_epoch_reaching_skips_unevaluated_epochs_and_counts_equality():
-    assert first_epoch_reaching(HISTORY, 40.0) == 1  # equal counts as reached
-    assert first_epoch_reaching(HISTORY, 41.0) == 3  # epoch 2 was not evaluated
-    assert first_epoch_reaching(HISTORY, 20.0) == 0  # the untrained combiner may already be there
-    assert first_epoch_reaching(HISTORY, 55.1) is None
+def test_evaluated_skips_epochs_without_validation():
     assert [r["epoch"] for r in evaluated(HISTORY)] == [0, 1, 3, 4]
 
 
@@ -57,14 +43,13 @@ def test_total_seconds_adds_the_epochs_and_the_evaluation_before_training():
 
 
 def test_summarise_takes_final_from_the_last_evaluation_and_best_by_headline():
-    summary = summarise("hard", HISTORY, threshold=50.0, description="triplet loss")
+    summary = summarise("hard", HISTORY, description="triplet loss")
     assert summary.final == {1: 13.0, 5: 26.0, 10: 52.0, 50: 84.0}
     assert summary.final_headline == pytest.approx(68.0)
     # headlines: 40, 55, 70, 68 -> epoch 3 is best; its own values are reported, not each K's maximum
     assert summary.best_epoch == 3
     assert summary.best == {1: 13.75, 5: 27.5, 10: 55.0, 50: 85.0}
     assert summary.best_headline == pytest.approx(70.0)
-    assert summary.threshold_epoch == 3
     assert summary.epochs == 4 and summary.steps == 40
     assert summary.sample_s_per_step == pytest.approx(0.002)
     assert summary.total_s == pytest.approx(0.5 + 4 * 2.0)
@@ -74,59 +59,22 @@ def test_summarise_takes_final_from_the_last_evaluation_and_best_by_headline():
 
 def test_best_epoch_keeps_the_first_of_equal_headlines():
     history = [record(0, 10.0, r50=50.0), record(1, 30.0, r50=50.0), record(2, 30.0, r50=50.0)]
-    assert summarise("x", history, 0.0).best_epoch == 1
+    assert summarise("x", history).best_epoch == 1
 
 
-def test_default_threshold_is_a_share_of_the_gain_over_the_baseline():
-    histories = {"a": [record(0, 20.0), record(1, 70.0)], "b": [record(0, 20.0), record(1, 80.0), record(2, 60.0)]}
-    # best final R@10 is a's 70 (b ends at 60); 50 + 0.9 * (70 - 50) = 68
-    assert default_threshold(histories, baseline=50.0) == pytest.approx(68.0)
-    assert default_threshold(histories, baseline=50.0, fraction=0.5) == pytest.approx(60.0)
-    # nothing learned: the threshold is the best final value itself
-    assert default_threshold(histories, baseline=75.0) == pytest.approx(70.0)
-    with pytest.raises(ValueError):
-        default_threshold({"a": [record(1, None)]}, baseline=0.0)
-
-
-@pytest.mark.parametrize(("mine", "theirs", "expected"), [
-    (2, 5, "faster"), (5, 2, "slower"), (3, 3, "same"), (4, None, "faster"), (None, 4, "slower"),
-    (None, None, "neither"),
-])
-def test_learning_pace(mine, theirs, expected):
-    assert learning_pace(mine, theirs) == expected
-
-
-def summary(name: str, *, best: float, final10: float, reached: int | None) -> RunSummary:
-    return RunSummary(name=name, epochs=5, steps=50, final={1: 1.0, 5: 5.0, 10: final10, 50: 90.0},
-                      final_headline=best, best={1: 1.0, 5: 5.0, 10: final10, 50: 90.0}, best_headline=best,
-                      best_epoch=4, threshold_epoch=reached, sample_s_per_step=0.001, step_s=0.01, total_s=10.0)
-
-
-def test_verdict_states_faster_and_better_with_the_numbers():
-    text = verdict(summary("hard", best=62.3, final10=50.0, reached=2), summary("random", best=60.0, final10=47.5,
-                                                                                reached=5), threshold=45.0)
-    assert text == ("**hard** learned faster than random (first epoch with Recall@10 ≥ 45.0: 2 vs 5) and better "
-                    "(best headline 62.3 vs 60.0, +2.3); final Recall@10 50.0 vs 47.5 (+2.5).")
-
-
-def test_verdict_states_slower_worse_on_par_and_neither():
-    slower = verdict(summary("hard", best=55.0, final10=40.0, reached=None),
-                     summary("random", best=60.0, final10=47.5, reached=5), threshold=45.0)
-    assert slower.startswith("**hard** learned slower than random (first epoch with Recall@10 ≥ 45.0: never vs 5) "
-                             "and worse (best headline 55.0 vs 60.0, -5.0)")
-    on_par = verdict(summary("category", best=60.4, final10=47.6, reached=5),
-                     summary("random", best=60.0, final10=47.5, reached=5), threshold=45.0)
-    assert "learned at the same pace as random (first epoch with Recall@10 ≥ 45.0: 5 vs 5) and as well " \
-           "(best headline 60.4 vs 60.0, on par)" in on_par
-    assert on_par.endswith("final Recall@10 47.6 vs 47.5.")  # within 0.5 points: no difference written
-    neither = verdict(summary("hard", best=50.0, final10=40.0, reached=None),
-                      summary("random", best=49.0, final10=41.0, reached=None), threshold=45.0)
-    assert neither == ("**hard**, like random, never reached Recall@10 ≥ 45.0; it learned better "
-                       "(best headline 50.0 vs 49.0, +1.0); final Recall@10 40.0 vs 41.0 (-1.0).")
+def test_ledger_series_turns_the_samplers_counters_into_shares_per_epoch():
+    history = [record(0, 10.0), {**record(1, 20.0), "sampler/negatives": 200.0, "sampler/ledger_harder": 50.0,
+                                 "sampler/ledger_semi_hard": 50.0, "sampler/ledger_easier": 100.0,
+                                 "sampler/ledger_true_false_negatives": 4.0,
+                                 "sampler/ledger_with_ground_truth": 200.0}]
+    series = ledger_series(history)
+    assert series["ledger/harder"] == [None, 0.25] and series["ledger/easier"] == [None, 0.5]
+    assert series["ledger/true_false_negatives"] == [None, 0.02]
+    assert ledger_series([record(0, 10.0), record(1, 20.0)]) == {}  # nothing mined: no ledger
 
 
 def test_summary_round_trips_through_json_form():
-    original = summarise("semi-hard", HISTORY, threshold=41.0)
+    original = summarise("semi-hard", HISTORY)
     data = original.to_dict()
     assert data["final"]["R@10"] == 52.0
     assert RunSummary.from_dict(data) == original

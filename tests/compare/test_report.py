@@ -1,4 +1,4 @@
-"""``report.md`` from a hand-made comparison: tables, threshold, verdicts, figures and the command line."""
+"""``report.md`` from a hand-made comparison: tables, intervals, verdicts, ledger, figures and the command line."""
 
 from __future__ import annotations
 
@@ -8,44 +8,64 @@ from cirlab.compare.report import render_report
 from tests.compare.results import made_up_result
 
 
-def test_tables_hold_the_summaries_numbers(tmp_path):
+def test_the_report_leads_with_what_is_reported_and_the_excluded_queries(tmp_path):
+    text = render_report(made_up_result(tmp_path))
+    assert "**Reported: `test` split, best validation epoch of each run.** Each run's checkpoint was selected on " \
+           "validation and is reported on test" in text
+    queries = text.split("## Queries", 1)[1].split("##", 1)[0]
+    assert "- `val`: dress 40 ranked against 100 images (2 left out (missing image); 1 with the target outside " \
+           "the gallery (kept); 1 images missing from the cache); shirt 30 ranked against 80 images." in queries
+    assert text.index("## Queries") < text.index("## Results")
+
+
+def test_results_table_holds_means_sds_and_paired_differences(tmp_path):
     result = made_up_result(tmp_path)
     text = render_report(result)
-    # hard: final R@10 52 (R@1 10.4, R@5 26, R@50 82), headline 67 at epoch 3
-    assert "| hard | 10.4 | 26.0 | 52.0 | 82.0 | 67.0 | 3 | 10.4 | 26.0 | 52.0 | 82.0 | **67.0** |" in text
-    assert "| *untrained sum* | 5.0 | 20.0 | 30.0 | 60.0 | 45.0 | – | 5.0 | 20.0 | 30.0 | 60.0 | 45.0 |" in text
-    # random first reaches 45 at epoch 3, hard at 1, category never; 4 ms mining, 20 ms per step, 3 * 1.5 + 0.2 s
-    assert "| random | 3 | 4.00 | 20.0 | 15 | 5 | triplet loss, random negatives (k=16) |" in text
-    assert "| hard | 1 |" in text and "| category | never |" in text
-    assert "**Best run: hard**, headline 67.0 at epoch 3 (untrained `sum` combiner: 45.0)." in text
-    assert "Threshold: mean Recall@10 ≥ 45.0 (given)." in text
-    assert "| loss | triplet (margin 0.1) |" in text and "| combiner | combiner |" in text
-    assert "| sampler options | defaults |" in text
+    hard = result.strategies["hard"].versus_baseline.estimates
+    row = next(line for line in text.splitlines() if line.startswith("| hard |"))
+    assert row.startswith("| hard | 78.1 ± 0.9 | 78.1 ± 0.9 | 78.1 ± 0.9 | 78.1 ± 0.9 | 78.1 ± 0.9 | +50.0 [")
+    assert f"[{hard['R@10'].low:+.2f}, {hard['R@10'].high:+.2f}]" in row and row.endswith("| 100% | 4.00 |")
+    assert "| *untrained sum* | 5.0 | 20.0 | 30.0 | 60.0 | 45.0 |" in text
+    assert "| *chance* | " in text and "| random | 28.1 ± 0.9 |" in text
+    assert "- **hard**: hard > random by +50.0 R@10" in text
+    assert "- **category**: no difference between category and random detected at this budget" in text
+    assert "| loss | triplet (margin 0.1) |" in text and "| seeds | 0, 1 |" in text
 
 
-def test_verdicts_figures_and_command(tmp_path):
-    result = made_up_result(tmp_path, contrastive=True)
+def test_speed_ledger_and_seed_system_sections(tmp_path):
+    text = render_report(made_up_result(tmp_path, contrastive=True, seed_system=True))
+    assert "One threshold for the whole report: mean validation Recall@10 ≥ 46.5 (random's mean final R@10 over " \
+           "2 seeds)." in text
+    assert "| random | never, 3 | 3.0 | 1.00× |" in text and "| hard | 2, 2 | 2.0 | 0.67× |" in text
+    assert "| contrastive-in-batch | never, never | never | – | – |" in text
+    ledger = text.split("## The negative ledger", 1)[1].split("## Curves", 1)[0]
+    # 160, 480 and 960 of 1600 served negatives; 8 true false negatives of 1600 checked; 4 blocked copies
+    assert "| hard | 10.0% | 30.0% | 60.0% | 1.0% | 50.0% | 0.5% | 0.2% | 0.1% |" in ledger
+    assert "contrastive-in-batch" not in ledger.split("\n\n", 2)[1]  # mined nothing: no ledger row
+    assert "## cirlab's best strategy against the seed's system" in text
+    assert "**hard** against the seed's system" in text and "at epoch 1.0 on average (per seed: 1, 1)" in text
+
+
+def test_figures_notes_and_command(tmp_path):
+    result = made_up_result(tmp_path, contrastive=True, seed_system=True)
     result.files["recall_plot"] = tmp_path / "recall_at_10.png"
     result.files["queries:hard"] = tmp_path / "queries-hard.png"
     result.notes.append("query figures left out: no images")
     text = render_report(result)
-    assert "- **hard** learned faster than random (first epoch with Recall@10 ≥ 45.0: 1 vs 3) and better" in text
-    assert "- **category** learned slower than random (first epoch with Recall@10 ≥ 45.0: never vs 3) and worse" in text
     assert "![Validation Recall@10 per epoch](recall_at_10.png)" in text
-    assert "*(Training loss and share of active triplets per epoch: not drawn)*" in text
+    assert "*(Training loss and share of active pairs per epoch: not drawn)*" in text
     assert "### hard" in text and "![Top 10 results of hard](queries-hard.png)" in text
     assert "- query figures left out: no images" in text
-    assert "| contrastive-in-batch | never | – |" in text  # nothing mined: no mining time
     command = text.split("```bash\n", 1)[1].split("\n```", 1)[0]
     assert command == ("cirlab compare --config synthetic --features /data/features --strategies random,hard,category "
-                       f"--epochs 3 --include-contrastive --set batch_size=64 --set loss_options.margin=0.1 "
-                       f"--out {Path(tmp_path)}")
+                       "--epochs 3 --seeds 2 --selection val --baseline random --include-contrastive --include-seed "
+                       f"--set batch_size=64 --set loss_options.margin=0.1 --out {Path(tmp_path)}")
 
 
 def test_active_share_is_explained_per_sampler(tmp_path):
     """Full active share is by construction for semi-hard, by design for hard, a warning only for the others."""
     result = made_up_result(tmp_path, contrastive=True)
-    result.setup["runs"]["category"]["negatives"] = "semi-hard"
+    result.strategies["category"].negatives = "semi-hard"
     text = render_report(result)
     assert "- **category** (semi-hard negatives): 100% by construction: semi-hard negatives are drawn from inside " \
            "the margin" in text

@@ -83,7 +83,9 @@ def test_a_second_run_skips_every_stage(stand_ins, tmp_path, log):
     assert second.skipped == ["data", "encoder", "features", "compare"] and second.ran == []
     assert lines[0] == "[1/4] stage data: done earlier, skipping (data done)"
     assert sum("done earlier, skipping" in line for line in lines) == 4
-    assert second.comparison.runs.keys() == first.comparison.runs.keys()  # read back from comparison.json
+    # recomputed from the run folders that comparison.json names
+    assert second.comparison.strategies.keys() == first.comparison.strategies.keys()
+    assert second.comparison.strategies["hard"].selected["R@10"] == first.comparison.strategies["hard"].selected["R@10"]
 
 
 def test_a_changed_option_redoes_its_stage_and_every_later_one(stand_ins, tmp_path, log):
@@ -158,9 +160,12 @@ def test_tiny_demo_runs_every_stage_end_to_end(tiny_demo):
     assert (out / "encoder" / "model.safetensors").is_file()
     assert (out / "features" / "manifest.json").is_file()
     assert tiny_demo.report == out / "compare" / "report.md" and tiny_demo.report.is_file()
-    assert set(tiny_demo.comparison.runs) == {"random", "hard"}
-    for name in ("recall_at_10.png", "training_curves.png", "comparison.json"):
+    assert set(tiny_demo.comparison.strategies) == {"random", "hard"}
+    assert all(s.seeds == [0, 1] for s in tiny_demo.comparison.strategies.values())  # the tiny demo: two seeds
+    for name in ("recall_at_10.png", "training_curves.png", "negative_ledger.png", "comparison.json"):
         assert (out / "compare" / name).is_file()
+    # the synthetic benchmark has test targets: checkpoints selected on val, reported on test
+    assert (tiny_demo.comparison.reported, tiny_demo.comparison.selection) == ("test", "val")
     manifest = json.loads((out / "features" / "manifest.json").read_text(encoding="utf-8"))
     assert Path(manifest["data_root"]) == (out / "data").resolve()
 

@@ -56,9 +56,6 @@ def run(args: argparse.Namespace) -> int:
                                   workers=args.workers, device=args.device)
     result = run_demo(options)
     print(result.comparison.format_table())
-    print()
-    for sentence in result.comparison.verdicts.values():
-        print("- " + sentence.replace("**", ""))
     print(f"\ndemo finished in {result.seconds:.0f} s (stages run: {', '.join(result.ran) or 'none'}; "
           f"skipped: {', '.join(result.skipped) or 'none'}); report: {result.report}")
     return 0

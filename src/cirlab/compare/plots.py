@@ -1,8 +1,9 @@
-"""The comparison's charts (matplotlib, Agg backend, PNG): Recall@10 per epoch, loss and active share per epoch.
+"""The comparison's charts (matplotlib, Agg backend, PNG): Recall@10 per epoch, loss and active share per epoch,
+and the negative ledger.
 
-Each run keeps one colour, marker and line style in every chart, so that runs whose curves coincide
-(two strategies with the same loss per epoch) stay visible on top of each other. Epoch 0 is the
-untrained combiner; the untrained ``sum`` combiner (zero-shot feature arithmetic) and the
+Each strategy is drawn as its mean over seeds, with the range of its seeds shaded where a chart has one
+line per strategy, and keeps one colour, marker and line style in every chart, so that strategies whose
+curves coincide stay visible on top of each other. Epoch 0 is the untrained combiner; chance level and the
 learning-speed threshold are drawn as horizontal lines.
 """
 
@@ -35,7 +36,7 @@ def run_styles(names: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 
 def plot_recall(result: ComparisonResult, path: str | Path) -> Path:
-    """Mean validation Recall@10 per epoch of every run on one chart, with the baseline and threshold lines."""
+    """Mean validation Recall@10 per epoch of every strategy (seed range shaded), with chance and the threshold."""
     return _save(recall_figure(result), path)
 
 
@@ -43,18 +44,24 @@ def recall_figure(result: ComparisonResult) -> Any:
     """The figure of :func:`plot_recall`."""
     figure, axes = _figure(1, size=(7.5, 4.6))
     ax = axes[0]
-    styles = run_styles(list(result.runs))
-    for name, run in result.runs.items():
-        epochs, values = _points(run.series["epoch"], run.series["recall10"])
-        ax.plot(epochs, values, markersize=4, linewidth=1.8, label=name, **styles[name])
-    ax.axhline(result.baseline.recall[10], color="0.35", linestyle="--", linewidth=1.2,
-               label=f"untrained sum ({result.baseline.recall[10]:.1f})")
-    ax.axhline(result.threshold, color="0.6", linestyle=":", linewidth=1.2,
-               label=f"threshold ({result.threshold:.1f})")
+    styles = run_styles(list(result.strategies))
+    for name, strategy in result.strategies.items():
+        epochs, values = _points(strategy.series["epoch"], strategy.series["recall10"])
+        ax.plot(epochs, values, markersize=4, linewidth=1.8, label=f"{name} ({len(strategy.seeds)} seeds)",
+                **styles[name])
+        low, high = _seed_range([run.series["recall10"] for run in strategy.runs])
+        band = [(e, lo, hi) for e, lo, hi in zip(strategy.series["epoch"], low, high) if lo is not None]
+        if len(strategy.runs) > 1 and band:
+            ax.fill_between([b[0] for b in band], [b[1] for b in band], [b[2] for b in band],
+                            color=styles[name]["color"], alpha=0.12, linewidth=0)
+    ax.axhline(result.speed.threshold, color="0.45", linestyle=":", linewidth=1.2,
+               label=f"threshold ({result.speed.threshold:.1f})")
+    ax.axhline(result.chance["R@10"], color="0.7", linestyle="--", linewidth=1.0,
+               label=f"chance ({result.chance['R@10']:.1f})")
     ax.set_xlabel("epoch (0 = untrained combiner)")
     ax.set_ylabel("Recall@10, mean over categories (%)")
-    ax.set_title("Validation Recall@10 per epoch")
-    last = max((max(run.series["epoch"], default=0) for run in result.runs.values()), default=0)
+    ax.set_title("Validation Recall@10 per epoch (mean over seeds; shaded: their range)")
+    last = max((max(s.series["epoch"], default=0) for s in result.strategies.values()), default=0)
     ax.set_xlim(-0.5, last + 0.5)
     _integer_epochs(ax)
     ax.grid(True, alpha=0.3)
@@ -63,22 +70,21 @@ def recall_figure(result: ComparisonResult) -> Any:
 
 
 def plot_training(result: ComparisonResult, path: str | Path) -> Path:
-    """Training loss per epoch (one panel per loss, as their scales differ) and the share of active triplets."""
+    """Training loss per epoch (one panel per loss, as their scales differ) and the share of active pairs."""
     return _save(training_figure(result), path)
 
 
 def training_figure(result: ComparisonResult) -> Any:
     """The figure of :func:`plot_training`."""
     groups: dict[str, list[str]] = {}
-    for name in result.runs:
-        loss = result.setup.get("runs", {}).get(name, {}).get("loss", "loss")
-        groups.setdefault(loss, []).append(name)
+    for name, strategy in result.strategies.items():
+        groups.setdefault(strategy.loss, []).append(name)
     panels = len(groups) + 1
     figure, axes = _figure(panels, size=(4.4 * panels, 3.9))
-    styles = run_styles(list(result.runs))
+    styles = run_styles(list(result.strategies))
     for ax, (loss, names) in zip(axes, groups.items()):
         for name in names:
-            series = result.runs[name].series
+            series = result.strategies[name].series
             epochs, values = _points(series["epoch"], series["loss"])
             ax.plot(epochs, values, markersize=4, linewidth=1.6, label=name, **styles[name])
         ax.set_title(f"training loss ({loss})")
@@ -88,8 +94,8 @@ def training_figure(result: ComparisonResult) -> Any:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     ax = axes[-1]
-    for name, run in result.runs.items():
-        epochs, values = _points(run.series["epoch"], run.series["active_fraction"])
+    for name, strategy in result.strategies.items():
+        epochs, values = _points(strategy.series["epoch"], strategy.series["active_fraction"])
         ax.plot(epochs, [100 * v for v in values], markersize=4, linewidth=1.6, label=name, **styles[name])
     ax.set_title("active (query, negative) pairs")
     ax.set_xlabel("epoch")
@@ -98,6 +104,45 @@ def training_figure(result: ComparisonResult) -> Any:
     _integer_epochs(ax)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
+    return figure
+
+
+#: The ledger's panels: series key, title.
+LEDGER_PANELS: tuple[tuple[str, str], ...] = (
+    ("ledger/harder", "harder than the positive"),
+    ("ledger/semi_hard", "inside the semi-hard window"),
+    ("ledger/easier", "easier than the window"),
+    ("ledger/true_false_negatives", "true false negatives"),
+)
+
+
+def plot_ledger(result: ComparisonResult, path: str | Path) -> Path | None:
+    """Per epoch, the share of each strategy's served negatives in each band of the ledger (and the true false
+    negatives where the data set knows them); ``None`` when no strategy mined negatives."""
+    figure = ledger_figure(result)
+    return None if figure is None else _save(figure, path)
+
+
+def ledger_figure(result: ComparisonResult) -> Any | None:
+    """The figure of :func:`plot_ledger`."""
+    mined = {name: s for name, s in result.strategies.items() if any(k.startswith("ledger/") for k in s.series)}
+    panels = [(key, title) for key, title in LEDGER_PANELS
+              if any(any(v is not None for v in s.series.get(key, [])) for s in mined.values())]
+    if not panels:
+        return None
+    figure, axes = _figure(len(panels), size=(3.9 * len(panels), 3.7))
+    styles = run_styles(list(result.strategies))
+    for ax, (key, title) in zip(axes, panels):
+        for name, strategy in mined.items():
+            epochs, values = _points(strategy.series["epoch"], strategy.series.get(key, []))
+            ax.plot(epochs, [100 * v for v in values], markersize=3, linewidth=1.5, label=name, **styles[name])
+        ax.set_title(f"served negatives {title}", fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("share of served negatives (%)")
+        ax.set_ylim(bottom=0)
+        _integer_epochs(ax)
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=7)
     return figure
 
 
@@ -110,6 +155,17 @@ def _figure(panels: int, size: tuple[float, float]) -> tuple[Any, list[Any]]:
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, panels, squeeze=False)[0]
     return figure, list(axes)
+
+
+def _seed_range(per_seed: Sequence[Sequence[float | None]]) -> tuple[list[float | None], list[float | None]]:
+    """Per epoch, the smallest and largest value over seeds (``None`` where a seed has none)."""
+    low, high = [], []
+    for values in zip(*per_seed):
+        known = [v for v in values if v is not None]
+        complete = len(known) == len(values)
+        low.append(min(known) if complete else None)
+        high.append(max(known) if complete else None)
+    return low, high
 
 
 def _points(epochs: Sequence[float], values: Sequence[float | None]) -> tuple[list[float], list[float]]:

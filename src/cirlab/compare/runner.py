@@ -1,15 +1,23 @@
-"""``compare``: train one run per negative-sampling strategy on the same budget, then report.
+"""``compare``: train every strategy with several seeds on the same budget, then report with intervals.
 
 Every run starts from the same config (a YAML file or shipped name, plus overrides) and differs only
-in ``negatives``: same feature cache, seed, combiner, loss, epochs, batch size (hence steps) and
-optimiser, with an evaluation on the validation protocol after every epoch. Optionally one more run
-trains CLIP4Cir's recipe, the contrastive loss over the batch's other targets with no mined
-negatives, as the field's reference point.
+in ``negatives`` and its seed: same feature cache, combiner, loss, epochs, batch size (hence steps) and
+optimiser, with an evaluation on the validation protocol after every epoch. A seed changes the
+combiner's initialisation, the data order and the sampler's draws. Optional reference runs train
+CLIP4Cir's recipe (the contrastive loss over the batch's other targets, no mined negatives) and the
+seed system's recipe (``seed-synthetic`` / ``seed-fashioniq-rn50x4``) on the same features and seeds.
 
-Runs live in ``OUT/runs/<name>/`` and are resumable: a rerun reuses a run whose ``metrics.json`` says
-``complete`` for the same config (:func:`check_same_run`) and feature cache (its identity, by
-:func:`~cirlab.features.identity.check_identity`), resumes an interrupted one from its ``last/``
-checkpoint, and refuses (one line, nothing deleted) a folder that holds a run of another config.
+Runs live in ``OUT/runs/<strategy>/seed-<s>/`` and are resumable: a rerun reuses a run whose
+``metrics.json`` says ``complete`` for the same config (:func:`check_same_run`) and feature cache (its
+identity, by :func:`~cirlab.features.identity.check_identity`), resumes an interrupted one from its
+``last/`` checkpoint, and refuses (one line, nothing deleted) a folder that holds a run of another config.
+
+Model selection is explicit: ``selection="val"`` reports each run's best validation epoch, ``"last"`` its
+last epoch. Where the data set has test targets, the selected checkpoint is evaluated on test after
+training and the report leads with those figures (``"auto"``, the default, selects on val then); without
+them, ``"auto"`` reports the last epoch, so that no number is selected on the split it is reported on.
+Every statistic is computed from the runs' per-query ranks (:mod:`cirlab.compare.assemble`), and
+:func:`recompute` rebuilds the report from the run folders alone.
 """
 
 from __future__ import annotations
@@ -23,15 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cirlab.compare.analysis import (
-    DEFAULT_THRESHOLD_FRACTION,
-    KS,
-    default_threshold,
-    summarise,
-    verdict,
-)
+from cirlab.compare.analysis import KS
+from cirlab.compare.assemble import CONTRASTIVE_RUN, SEED_SYSTEM_RUN, SELECTED_CHECKPOINT, RunEntry, assemble
 from cirlab.compare.result import Baseline, ComparisonResult
-from cirlab.errors import ConfigError
+from cirlab.compare.statistics import DEFAULT_DRAWS
+from cirlab.errors import CacheMismatchError, ConfigError
 from cirlab.features.cache import FeatureCache
 from cirlab.io import atomic_write_json, atomic_write_text
 from cirlab.training.config import IN_BATCH, TrainConfig, load_config
@@ -41,13 +45,21 @@ REPORT_FILE = "report.md"
 COMPARISON_FILE = "comparison.json"
 RECALL_PLOT = "recall_at_10.png"
 TRAINING_PLOT = "training_curves.png"
+LEDGER_PLOT = "negative_ledger.png"
 QUERIES_PLOT = "queries-{run}.png"
 
-#: Name of the optional reference run: CLIP4Cir's in-batch contrastive loss, no mined negatives.
-CONTRASTIVE_RUN = "contrastive-in-batch"
+#: The strategy every other one is judged against, by default.
+DEFAULT_BASELINE = "random"
 
-#: The strategy every other one is judged against.
-REFERENCE_STRATEGY = "random"
+#: How each run's reported checkpoint is chosen (see the module notes).
+SELECTIONS: tuple[str, ...] = ("auto", "val", "last")
+
+#: The split a selected checkpoint is reported on when the data set has its targets.
+TEST_SPLIT = "test"
+
+#: The seed system's shipped recipe for features of each dimension (RN50x4's 640-d, else the synthetic one).
+SEED_RECIPES: dict[int, str] = {640: "seed-fashioniq-rn50x4"}
+SEED_RECIPE_DEFAULT = "seed-synthetic"
 
 LOGGER = logging.getLogger(__name__)
 Overrides = Mapping[str, Any] | Sequence[str | tuple[str, Any]]
@@ -55,25 +67,38 @@ Overrides = Mapping[str, Any] | Sequence[str | tuple[str, Any]]
 
 @dataclass
 class RunPlan:
-    """One run of the comparison: its name, its full training config and what it trains with, in words."""
+    """One run of the comparison: strategy, seed, full training config and what it trains with, in words."""
 
-    name: str
+    strategy: str
+    seed: int
     config: TrainConfig
     description: str
-    mines: bool  # whether a sampler mines negatives (False for the in-batch reference)
+    mines: bool  # whether a sampler mines negatives (False for in-batch)
+
+    @property
+    def name(self) -> str:
+        """``<strategy>/seed-<seed>``."""
+        return f"{self.strategy}/seed-{self.seed}"
 
     @property
     def run_dir(self) -> Path:
         """The run folder."""
         return Path(self.config.out)
 
+    def entry(self) -> RunEntry:
+        """What the report needs of this run (recorded in ``comparison.json``)."""
+        return RunEntry(strategy=self.strategy, seed=self.seed, folder=str(self.run_dir),
+                        description=self.description, loss=self.config.loss, negatives=self.config.negatives,
+                        mines=self.mines)
+
 
 def compare(config: str | Path | TrainConfig | None, strategies: Sequence[str], out: str | Path, *,
-            epochs: int | None = None, features: str | Path | None = None, include_contrastive: bool = False,
-            overrides: Overrides | None = None, threshold: float | None = None,
-            threshold_fraction: float = DEFAULT_THRESHOLD_FRACTION, data_root: str | Path | None = None,
-            queries: int = 4, query_seed: int = 0) -> ComparisonResult:
-    """Train one run per strategy from ``config`` into ``OUT/runs/`` and write the report into ``out``.
+            seeds: int | None = None, epochs: int | None = None, features: str | Path | None = None,
+            include_contrastive: bool = False, include_seed: bool = False, overrides: Overrides | None = None,
+            baseline: str = DEFAULT_BASELINE, threshold: float | None = None, selection: str = "auto",
+            draws: int = DEFAULT_DRAWS, data_root: str | Path | None = None, queries: int = 4,
+            query_seed: int = 0) -> ComparisonResult:
+    """Train every strategy with ``seeds`` seeds from ``config`` into ``OUT/runs/`` and write the report into ``out``.
 
     Args:
         config: a YAML config file, a shipped config name (``synthetic``), a :class:`TrainConfig`, or
@@ -81,12 +106,16 @@ def compare(config: str | Path | TrainConfig | None, strategies: Sequence[str], 
         strategies: negative sampler names (``random``, ``category``, ``semi-hard``, ``hard``, ``curriculum``...);
             the same sampler options (``negatives_options``) go to each.
         out: the comparison folder: ``runs/``, ``report.md``, ``comparison.json`` and the figures.
+        seeds: runs per strategy, with seeds ``seed``, ``seed + 1``... (default: the config's ``seeds``, 3).
         epochs: training epochs of every run (default: the config's).
         features: the feature cache (default: the config's ``features``).
-        include_contrastive: also train the in-batch contrastive reference run (CLIP4Cir's recipe).
-        threshold: the mean Recall@10 (percent) whose first epoch is reported; by default
-            ``threshold_fraction`` of the way from the untrained ``sum`` combiner's Recall@10 to the best
-            final Recall@10 over the runs.
+        include_contrastive: also train the in-batch contrastive reference runs (CLIP4Cir's recipe).
+        include_seed: also train the seed system's recipe as reference runs, on the same features and seeds.
+        baseline: the strategy every other one is compared with (paired bootstrap over seeds and queries).
+        threshold: the mean Recall@10 (percent) whose first epoch measures learning speed (default: the
+            baseline's mean final Recall@10).
+        selection: ``auto``, ``val`` or ``last`` (see the module notes).
+        draws: bootstrap draws of every interval.
         data_root: the data set whose images the query figures show (default: the cache manifest's
             ``data_root``); without images the figures are left out and the report says so.
         queries: validation queries drawn in each query figure (0: no figures); ``query_seed`` picks them.
@@ -94,46 +123,66 @@ def compare(config: str | Path | TrainConfig | None, strategies: Sequence[str], 
     Progress (one line per run, and the report's path) goes to this module's logger at INFO level.
     """
     out = Path(out)
-    base = _base_config(config, overrides, epochs, features, out)
-    if not 0 < threshold_fraction <= 1:
-        raise ConfigError(f"threshold fraction must lie in (0, 1], got {threshold_fraction}")
+    if selection not in SELECTIONS:
+        raise ConfigError(f"unknown selection {selection!r}; use one of {', '.join(SELECTIONS)}")
     if queries < 0:
         raise ConfigError(f"the number of queries in a query figure must not be negative, got {queries}")
-    plans = plan_runs(base, strategies, out, include_contrastive)
+    if draws < 100:
+        raise ConfigError(f"a bootstrap needs at least 100 draws, got {draws}")
+    base = _base_config(config, overrides, epochs, features, out, seeds)
+    plans = plan_runs(base, strategies, out, include_contrastive=include_contrastive, include_seed=include_seed)
+    if baseline not in {plan.strategy for plan in plans}:
+        raise ConfigError(f"the baseline {baseline!r} is not among the compared runs; add it to --strategies or "
+                          f"choose another --baseline")
     cache = FeatureCache.open(base.features)
+    categories = evaluated_categories(cache, base)
+    reported = TEST_SPLIT if has_test_targets(cache, categories) else base.val_split
+    if selection == "auto":
+        selection = "val" if reported == TEST_SPLIT else "last"
+    LOGGER.info("compare: %d runs (%d seeds) x %d epochs on %s -> %s", len(plans), base.seeds, base.epochs,
+                cache.root, out)
+    reused = _run_all(plans, cache)
+    queries_info = {"val": _validation_accounting(plans[0])}
+    if reported == TEST_SPLIT:
+        queries_info[TEST_SPLIT] = _evaluate_selected(plans, cache, categories, selection)
+    untrained = sum_baseline(cache, base, categories, reported)
+    setup = _setup(base, plans, cache, config, overrides, reported=reported, selection=selection,
+                   baseline=baseline, threshold=threshold, draws=draws, untrained=untrained, queries_info=queries_info)
+    result = assemble(out, [plan.entry() for plan in plans], baseline=baseline, selection=selection,
+                      reported=reported, untrained=untrained, val_split=base.val_split, threshold=threshold,
+                      draws=draws, queries=queries_info, setup=setup, reused=reused)
+    write_outputs(result, cache=cache, data_root=data_root, queries=queries, query_seed=query_seed)
+    return result
 
-    LOGGER.info("compare: %d runs x %d epochs on %s -> %s", len(plans), base.epochs, cache.root, out)
-    baseline = sum_baseline(cache, base)
-    histories, steps, reused = _run_all(plans, cache)
-    if threshold is None:
-        threshold = default_threshold(histories, baseline.recall[10], threshold_fraction)
-        leader = max(histories, key=lambda name: _final_recall10(histories[name]))
-        rule = (f"{threshold_fraction:.0%} of the way from the untrained sum combiner's "
-                f"{baseline.recall[10]:.1f} to the best final Recall@10, {_final_recall10(histories[leader]):.1f} "
-                f"({leader})")
-    else:
-        rule = "given"
-    summaries = {plan.name: summarise(plan.name, histories[plan.name], threshold, steps=steps[plan.name],
-                                      description=plan.description) for plan in plans}
-    for plan in plans:
-        if not plan.mines:
-            summaries[plan.name].sample_s_per_step = None
-    result = ComparisonResult(out=out, runs=summaries, baseline=baseline, threshold=threshold, threshold_rule=rule,
-                              reused=reused, setup=_setup(base, plans, cache, config, overrides))
-    if REFERENCE_STRATEGY in summaries:
-        reference = summaries[REFERENCE_STRATEGY]
-        result.verdicts = {name: verdict(run, reference, threshold) for name, run in summaries.items()
-                           if name != REFERENCE_STRATEGY}
-    else:
-        result.notes.append(f"no '{REFERENCE_STRATEGY}' run, so no strategy is judged against random negatives")
-    _write_outputs(result, plans, cache, data_root, queries, query_seed)
+
+def recompute(out: str | Path, *, write: bool = True) -> ComparisonResult:
+    """The comparison in ``out``, recomputed from its run folders (their ``metrics.json`` and ``ranks.npz``)
+    with the settings ``comparison.json`` recorded; with ``write``, its report, figures (query figures
+    aside) and ``comparison.json`` are rewritten. Nothing is trained."""
+    out = Path(out)
+    path = out / COMPARISON_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        setup = data["setup"]
+        entries = [RunEntry(**entry) for entry in setup["run_entries"]]
+        untrained = Baseline.from_dict(setup["untrained_sum"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CacheMismatchError(f"{path}: not a comparison this cirlab can recompute ({error})") from None
+    result = assemble(out, entries, baseline=setup["baseline"], selection=setup["selection"],
+                      reported=setup["reported"], untrained=untrained, val_split=setup["shared_config"]["val_split"],
+                      threshold=setup.get("threshold"), draws=int(setup["draws"]), queries=setup.get("queries"),
+                      setup=setup, reused=[e.name for e in entries])
+    # the files as written (query figures are kept as they were drawn; the rest is redrawn with ``write``)
+    result.files.update({key: Path(value) for key, value in data.get("files", {}).items()})
+    if write:
+        write_outputs(result, cache=None, data_root=None, queries=0, query_seed=0)
     return result
 
 
 # ------------------------------------------------------------------------------------------ plan
 def _base_config(config: str | Path | TrainConfig | None, overrides: Overrides | None, epochs: int | None,
-                 features: str | Path | None, out: Path) -> TrainConfig:
-    """The config every run starts from: file (or object) + overrides + ``epochs`` and ``features``."""
+                 features: str | Path | None, out: Path, seeds: int | None = None) -> TrainConfig:
+    """The config every run starts from: file (or object) + overrides + ``epochs``, ``features`` and ``seeds``."""
     items: list[Any] = []
     if isinstance(config, TrainConfig):
         items.extend(config.to_dict().items())
@@ -146,6 +195,8 @@ def _base_config(config: str | Path | TrainConfig | None, overrides: Overrides |
         items.append(("features", str(features)))
     if epochs is not None:
         items.append(("epochs", epochs))
+    if seeds is not None:
+        items.append(("seeds", seeds))
     items.append(("out", str(out)))  # each run gets its own folder below it (plan_runs)
     base = load_config(path, items).validate()
     if base.epochs < 1:
@@ -170,51 +221,68 @@ def check_strategies(strategies: Sequence[str]) -> list[str]:
     return names
 
 
-def plan_runs(base: TrainConfig, strategies: Sequence[str], out: str | Path,
-              include_contrastive: bool = False) -> list[RunPlan]:
-    """One :class:`RunPlan` per strategy (and the contrastive reference), checking the names first."""
+def plan_runs(base: TrainConfig, strategies: Sequence[str], out: str | Path, *, include_contrastive: bool = False,
+              include_seed: bool = False) -> list[RunPlan]:
+    """One :class:`RunPlan` per strategy and seed (and reference run and seed), checking the names first."""
     names = check_strategies(strategies)
-    if include_contrastive and CONTRASTIVE_RUN in names:
-        raise ConfigError(f"{CONTRASTIVE_RUN!r} is the name of the contrastive reference run; it is not a strategy")
+    for reference, wanted in ((CONTRASTIVE_RUN, include_contrastive), (SEED_SYSTEM_RUN, include_seed)):
+        if wanted and reference in names:
+            raise ConfigError(f"{reference!r} is the name of a reference run; it is not a strategy")
     runs_dir = Path(out) / RUNS_DIR
+    seeds = [base.seed + i for i in range(base.seeds)]
     plans = []
+
+    def add(name: str, config: TrainConfig, description: str, mines: bool) -> None:
+        for seed in seeds:
+            plans.append(RunPlan(name, seed, dataclasses.replace(
+                config, seed=seed, out=str(runs_dir / name / f"seed-{seed}"), eval_every=1, resume=True,
+                stop_after_epochs=None), description, mines))
+
     for name in names:
-        config = dataclasses.replace(base, negatives=name, out=str(runs_dir / name), eval_every=1, resume=True,
-                                     stop_after_epochs=None)
         mined = "no mined negatives (the batch's other targets)" if name == IN_BATCH else \
             f"{name} negatives (k={base.num_negatives})"
-        plans.append(RunPlan(name, config, f"{base.loss} loss, {mined}", mines=name != IN_BATCH))
+        add(name, dataclasses.replace(base, negatives=name), f"{base.loss} loss, {mined}", name != IN_BATCH)
     if include_contrastive:
         config = dataclasses.replace(base, loss="contrastive", loss_options={}, negatives=IN_BATCH,
-                                     negatives_options={}, out=str(runs_dir / CONTRASTIVE_RUN), eval_every=1,
-                                     resume=True, stop_after_epochs=None)
-        plans.append(RunPlan(CONTRASTIVE_RUN, config, "contrastive loss over the batch's targets, no mined "
-                                                       "negatives (CLIP4Cir's recipe)", mines=False))
+                                     negatives_options={})
+        add(CONTRASTIVE_RUN, config, "contrastive loss over the batch's targets, no mined negatives (CLIP4Cir's "
+                                     "recipe)", False)
+    if include_seed:
+        add(SEED_SYSTEM_RUN, seed_recipe(base), "the seed system: scalar-gated attention fusion, triplet loss "
+                                                "(Euclidean, margin 0.2), one random negative, Adam 1e-4, batch 64",
+            True)
     return plans
 
 
+def seed_recipe(base: TrainConfig) -> TrainConfig:
+    """The seed system's recipe (shipped config for the features' dimension) on ``base``'s features and budget."""
+    from cirlab.features.cache import FeatureCache
+
+    dim = FeatureCache.open(base.features).dim
+    name = SEED_RECIPES.get(dim, SEED_RECIPE_DEFAULT)
+    keep = {"features": base.features, "out": base.out, "epochs": base.epochs, "seed": base.seed,
+            "seeds": base.seeds, "device": base.device, "tensorboard": base.tensorboard,
+            "eval_batch_size": base.eval_batch_size, "val_split": base.val_split, "categories": base.categories,
+            "val_categories": base.val_categories}
+    return load_config(name, list(keep.items())).validate()
+
+
 # ------------------------------------------------------------------------------------------ runs
-def _run_all(plans: list[RunPlan],
-             cache: FeatureCache) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int], list[str]]:
-    """Train (or resume, or reuse) every planned run; return their histories, steps and the reused names."""
-    histories: dict[str, list[dict[str, Any]]] = {}
-    steps: dict[str, int] = {}
+def _run_all(plans: list[RunPlan], cache: FeatureCache) -> list[str]:
+    """Train (or resume, or reuse) every planned run; return the names of the reused ones."""
     reused: list[str] = []
     for number, plan in enumerate(plans, 1):
         prefix = f"[{number}/{len(plans)}] {plan.name}"
-        finished = finished_run(plan, cache)
-        if finished is not None:
-            histories[plan.name], steps[plan.name] = list(finished["history"]), int(finished["steps"])
+        if finished_run(plan, cache) is not None:
             reused.append(plan.name)
-            LOGGER.info("%s: finished earlier; reusing %s", prefix, plan.run_dir / "metrics.json")
+            LOGGER.info("%s: finished earlier; reusing %s", prefix, plan.run_dir)
             continue
         LOGGER.info("%s: training %s -> %s", prefix, plan.description, plan.run_dir)
         started = time.perf_counter()
         result = _train(plan.config)
-        histories[plan.name], steps[plan.name] = list(result.history), result.steps
-        LOGGER.info("%s: done in %.0f s; best headline %.1f at epoch %d", prefix, time.perf_counter() - started,
-                    result.best_headline, result.best_epoch)
-    return histories, steps, reused
+        LOGGER.info("%s: done in %.0f s; best validation headline %.1f at epoch %d", prefix,
+                    time.perf_counter() - started, result.best_headline, result.best_epoch)
+    return reused
 
 
 def finished_run(plan: RunPlan, cache: FeatureCache) -> dict[str, Any] | None:
@@ -268,17 +336,58 @@ def check_same_run(saved_config: Mapping[str, Any], config: TrainConfig, *, run_
                           f"that run folder")
 
 
+
+
 def _train(config: TrainConfig) -> Any:
     from cirlab.training import train
 
     return train(config)
 
 
-def _final_recall10(history: list[dict[str, Any]]) -> float:
-    from cirlab.compare.analysis import THRESHOLD_METRIC, evaluated
 
-    records = evaluated(history)
-    return float(records[-1][THRESHOLD_METRIC]) if records else float("-inf")
+
+def has_test_targets(cache: FeatureCache, categories: Sequence[str]) -> bool:
+    """Whether every evaluated category has test queries with their targets in the cache."""
+    from cirlab.evaluation.fashioniq import category_queries
+
+    return all(cache.has_split(c, TEST_SPLIT) and len(category_queries(cache, c, TEST_SPLIT).positions) > 0
+               for c in categories)
+
+
+def _evaluate_selected(plans: list[RunPlan], cache: FeatureCache, categories: list[str],
+                       selection: str) -> dict[str, Any]:
+    """Evaluate each run's selected checkpoint on test (once: kept in its ranks.npz); return the query accounting."""
+    from cirlab.combiners import load_combiner_for
+    from cirlab.evaluation.fashioniq import FashionIQValidation
+    from cirlab.evaluation.ranks import RANKS_FILE, ranks_of, read_ranks, write_ranks
+    from cirlab.runtime import resolve_device
+    from cirlab.training.objective import query_accounting
+
+    checkpoint = SELECTED_CHECKPOINT[selection]
+    name = f"{TEST_SPLIT}/{checkpoint}"
+    device = resolve_device(plans[0].config.device)
+    protocol = FashionIQValidation(cache, categories=categories, split=TEST_SPLIT, device=device,
+                                   batch_size=plans[0].config.eval_batch_size)
+    accounting: dict[str, Any] = {}
+    for plan in plans:
+        path = plan.run_dir / RANKS_FILE
+        evaluations = read_ranks(path)
+        if name in evaluations and accounting:
+            continue
+        combiner, _ = load_combiner_for(cache, plan.run_dir / checkpoint, device=device)
+        result = protocol.evaluate(combiner, show_progress=False)
+        accounting = query_accounting(result)
+        if name not in evaluations:
+            write_ranks(path, {**evaluations, name: ranks_of(result)})
+    return accounting
+
+
+def _validation_accounting(plan: RunPlan) -> dict[str, Any]:
+    """Which validation queries the runs ranked and which they left out (the same for every run)."""
+    from cirlab.engine.runlog import METRICS_FILE
+
+    metrics = json.loads((plan.run_dir / METRICS_FILE).read_text(encoding="utf-8"))
+    return dict(metrics.get("evaluation") or {})
 
 
 def evaluated_categories(cache: FeatureCache, config: TrainConfig) -> list[str]:
@@ -289,64 +398,87 @@ def evaluated_categories(cache: FeatureCache, config: TrainConfig) -> list[str]:
     return validated(cache, config.val_categories, config.categories, config.val_split)
 
 
-def sum_baseline(cache: FeatureCache, config: TrainConfig) -> Baseline:
-    """Recall of the untrained ``sum`` combiner on the runs' validation protocol."""
+
+
+def sum_baseline(cache: FeatureCache, config: TrainConfig, categories: Sequence[str], split: str) -> Baseline:
+    """Recall of the untrained ``sum`` combiner on the reported evaluation."""
     from cirlab.combiners import build_combiner
     from cirlab.evaluation import evaluate_fashioniq
     from cirlab.runtime import resolve_device
 
-    result = evaluate_fashioniq(cache, build_combiner("sum", cache.dim), categories=evaluated_categories(cache, config),
-                                split=config.val_split, batch_size=config.eval_batch_size,
-                                device=resolve_device(config.device), show_progress=False)
+    result = evaluate_fashioniq(cache, build_combiner("sum", cache.dim), categories=list(categories), split=split,
+                                batch_size=config.eval_batch_size, device=resolve_device(config.device),
+                                show_progress=False)
     return Baseline(recall={k: float(result.mean[k]) for k in KS}, headline=float(result.headline))
 
 
 # ------------------------------------------------------------------------------------------ outputs
-def _setup(base: TrainConfig, plans: list[RunPlan], cache: FeatureCache, config: Any,
-           overrides: Overrides | None) -> dict[str, Any]:
-    """What every run shared, for the report and ``comparison.json``."""
-    shared = {key: value for key, value in base.to_dict().items() if key not in ("out", "negatives", "resume")}
+def _setup(base: TrainConfig, plans: list[RunPlan], cache: FeatureCache, config: Any, overrides: Overrides | None,
+           **settings: Any) -> dict[str, Any]:
+    """What every run shared and how the comparison was made, for the report, ``comparison.json`` and
+    :func:`recompute`."""
     from cirlab.provenance import provenance
 
+    shared = {key: value for key, value in base.to_dict().items() if key not in ("out", "negatives", "resume")}
     manifest = cache.manifest
+    untrained = settings.pop("untrained")
     return {
         "provenance": provenance(),
         "config_source": str(config) if isinstance(config, (str, Path)) else None,
         "overrides": [list(item) if isinstance(item, tuple) else item for item in
                       (overrides.items() if isinstance(overrides, Mapping) else (overrides or []))],
         "shared_config": shared,
-        "strategies": [plan.name for plan in plans if plan.name != CONTRASTIVE_RUN],
-        "include_contrastive": any(plan.name == CONTRASTIVE_RUN for plan in plans),
-        "runs": {plan.name: {"folder": str(plan.run_dir), "description": plan.description,
-                             "loss": plan.config.loss, "negatives": plan.config.negatives} for plan in plans},
+        "strategies": list(dict.fromkeys(plan.strategy for plan in plans
+                                         if plan.strategy not in (CONTRASTIVE_RUN, SEED_SYSTEM_RUN))),
+        "include_contrastive": any(plan.strategy == CONTRASTIVE_RUN for plan in plans),
+        "include_seed": any(plan.strategy == SEED_SYSTEM_RUN for plan in plans),
+        "seeds": sorted({plan.seed for plan in plans}),
+        "run_entries": [plan.entry().to_dict() for plan in plans],
+        "untrained_sum": untrained.to_dict(),
         "features": {"path": str(cache.root), "model": manifest.get("model"), "dim": manifest.get("dim"),
                      "images": manifest.get("num_images"), "triplets": manifest.get("num_triplets"),
                      "data_root": manifest.get("data_root")},
+        **{key: value for key, value in settings.items() if key != "queries_info"},
+        "queries": settings.get("queries_info"),
     }
 
 
-def _write_outputs(result: ComparisonResult, plans: list[RunPlan], cache: FeatureCache,
-                   data_root: str | Path | None, queries: int, query_seed: int) -> None:
-    """Plots, query figures, ``report.md`` and ``comparison.json`` (each written atomically)."""
-    from cirlab.compare.plots import plot_recall, plot_training
-    from cirlab.compare.report import render_report
+def write_outputs(result: ComparisonResult, *, cache: FeatureCache | None, data_root: str | Path | None,
+                  queries: int, query_seed: int) -> None:
+    """Plots, query figures (with a cache and ``queries`` > 0), ``report.md`` and ``comparison.json``."""
+    from cirlab.compare.plots import plot_ledger, plot_recall, plot_training
     from cirlab.compare.visualise import QueryFigureUnavailable, resolve_data_root, write_query_figures
 
     out = result.out
     out.mkdir(parents=True, exist_ok=True)
     result.files["recall_plot"] = plot_recall(result, out / RECALL_PLOT)
     result.files["training_plot"] = plot_training(result, out / TRAINING_PLOT)
-    if queries > 0:
+    ledger = plot_ledger(result, out / LEDGER_PLOT)
+    if ledger is not None:
+        result.files["ledger_plot"] = ledger
+    if cache is not None and queries > 0:
+        first_seed = {name: Path(_folder(result, name, s.seeds[0])) for name, s in result.strategies.items()}
+        validation = result.queries.get("val") or {}
         try:
             root = resolve_data_root(cache, data_root)
             figures = write_query_figures(
-                cache, root, {plan.name: plan.run_dir for plan in plans},
-                {name: out / QUERIES_PLOT.format(run=name) for name in result.runs},
-                categories=evaluated_categories(cache, plans[0].config), split=plans[0].config.val_split,
+                cache, root, first_seed, {name: out / QUERIES_PLOT.format(run=name) for name in first_seed},
+                categories=list(validation.get("queries") or []) or None, split=validation.get("split", "val"),
                 count=queries, seed=query_seed)
             result.files.update({f"queries:{name}": path for name, path in figures.items()})
         except QueryFigureUnavailable as reason:
             result.notes.append(f"query figures left out: {reason}")
+    _write_documents(result)
+
+
+def _folder(result: ComparisonResult, strategy: str, seed: int) -> str:
+    return next(e["folder"] for e in result.setup["run_entries"] if e["strategy"] == strategy and e["seed"] == seed)
+
+
+def _write_documents(result: ComparisonResult) -> None:
+    from cirlab.compare.report import render_report
+
+    out = result.out
     result.files["report"] = out / REPORT_FILE
     result.files["comparison"] = out / COMPARISON_FILE
     atomic_write_text(out / REPORT_FILE, render_report(result))

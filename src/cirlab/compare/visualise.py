@@ -131,9 +131,9 @@ def write_query_figures(cache: FeatureCache, data_root: str | Path, run_dirs: Ma
                         count: int = 4, seed: int = 0, top_k: int = TOP_K) -> dict[str, Path]:
     """Draw one query figure per run (its ``best/`` combiner) for the same ``count`` queries; return the paths."""
     from cirlab.combiners import load_combiner
+    from cirlab.combiners.persistence import resolve_checkpoint
     from cirlab.data import FashionIQ
     from cirlab.evaluation.fashioniq import FashionIQValidation
-    from cirlab.combiners.persistence import resolve_checkpoint
 
     try:
         dataset = FashionIQ(data_root)

@@ -35,6 +35,8 @@ class DemoOptions:
     pretrain_lr: float = 1e-3
     strategies: tuple[str, ...] = DEFAULT_STRATEGIES
     include_contrastive: bool = True  # also train CLIP4Cir's in-batch contrastive recipe as a reference run
+    include_seed: bool = True  # also train the seed system's recipe as a reference run
+    seeds: int = 3  # runs per strategy (and reference run), with seeds seed, seed + 1, ...
     epochs: int = 20  # combiner training epochs of every strategy
     batch_size: int = 128  # combiner training batch size
     config: str = "synthetic"  # the combiner training config every strategy starts from
@@ -54,7 +56,8 @@ class DemoOptions:
         toy size therefore turns that rule off (exact duplicates are still guarded).
         """
         base = cls(preset="tiny", pretrain_epochs=2, pretrain_batch_size=32,
-                   strategies=("random", "hard"), include_contrastive=False, epochs=2, batch_size=32,
+                   strategies=("random", "hard"), include_contrastive=False, include_seed=False, seeds=2,
+                   epochs=2, batch_size=32,
                    tensorboard=False, queries=2,
                    train_overrides=(("negatives_options.near_duplicate_threshold", None),))
         return base.with_overrides(**changes)

@@ -17,7 +17,6 @@ to this module's logger at INFO level (``cirlab demo`` writes it to stderr).
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -29,7 +28,6 @@ from typing import Any
 from cirlab.compare.result import ComparisonResult
 from cirlab.demo.options import DEFAULT_STRATEGIES, DemoOptions
 from cirlab.demo.state import COMPLETE, RUNNING, DemoState, stage_key
-from cirlab.errors import CacheMismatchError
 
 DATA_DIR, ENCODER_DIR, FEATURES_DIR, COMPARE_DIR = "data", "encoder", "features", "compare"
 
@@ -164,13 +162,14 @@ def build_stages(options: DemoOptions, products: dict[str, Any]) -> list[Stage]:
 
         overrides = [("batch_size", options.batch_size), ("seed", options.seed), ("device", options.device),
                      ("tensorboard", options.tensorboard), *options.train_overrides]
-        result = compare(options.config, strategies, compare_dir, epochs=options.epochs, features=features_dir,
-                         include_contrastive=options.include_contrastive, overrides=overrides,
-                         queries=options.queries)
+        result = compare(options.config, strategies, compare_dir, seeds=options.seeds, epochs=options.epochs,
+                         features=features_dir, include_contrastive=options.include_contrastive,
+                         include_seed=options.include_seed, overrides=overrides, queries=options.queries)
         products["comparison"] = result
-        best = result.best_run()
-        return (f"{len(result.runs)} runs; best: {best.name} (headline {best.best_headline:.1f}, untrained sum "
-                f"{result.baseline.headline:.1f}); report in {result.report}")
+        best = result.best_strategy()
+        return (f"{len(result.strategies)} strategies x {options.seeds} seeds; best: {best.name} (headline "
+                f"{best.selected['headline'].mean:.1f} on {result.reported}, untrained sum "
+                f"{result.untrained.headline:.1f}); report in {result.report}")
 
     train_options = {"config": options.config, "epochs": options.epochs, "batch_size": options.batch_size,
                      "seed": options.seed, "overrides": [list(item) for item in options.train_overrides]}
@@ -182,8 +181,10 @@ def build_stages(options: DemoOptions, products: dict[str, Any]) -> list[Stage]:
                "lr": options.pretrain_lr, "seed": options.seed}, encoder),
         Stage("features", "extract image and caption features", features_dir, {"preprocess": "targetpad"}, features),
         Stage("compare", f"compare {', '.join(strategies)}"
-              + (" and the in-batch contrastive reference" if options.include_contrastive else ""), compare_dir,
+              + (" and the in-batch contrastive reference" if options.include_contrastive else "")
+              + (" and the seed system" if options.include_seed else "") + f" with {options.seeds} seeds", compare_dir,
               {**train_options, "strategies": list(strategies), "include_contrastive": options.include_contrastive,
+               "include_seed": options.include_seed, "seeds": options.seeds,
                "queries": options.queries}, comparison,
               reset_options=train_options),
     ]
@@ -201,12 +202,7 @@ def demo_strategies(options: DemoOptions) -> list[str]:
 
 
 def load_comparison(folder: Path) -> ComparisonResult:
-    """The comparison written in ``folder`` (``comparison.json``), for a demo whose last stage was skipped."""
-    from cirlab.compare.runner import COMPARISON_FILE
+    """The comparison in ``folder``, recomputed from its run folders, for a demo whose last stage was skipped."""
+    from cirlab.compare.runner import recompute
 
-    path = folder / COMPARISON_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CacheMismatchError(f"{path}: unreadable comparison ({exc}); delete {folder} to redo the stage") from None
-    return ComparisonResult.from_dict(data, folder)
+    return recompute(folder, write=False)

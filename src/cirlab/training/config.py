@@ -40,7 +40,7 @@ IN_BATCH = "in-batch"
 #: run folder itself (however it is spelled) and the feature cache is checked by its identity, not its path.
 RESUMABLE_CHANGES: frozenset[str] = frozenset(
     {"epochs", "stop_after_epochs", "resume", "device", "eval_batch_size", "tensorboard", "log_every", "features",
-     "out"})
+     "out", "seeds"})
 
 #: Components chosen by name, each with the config key of its options.
 COMPONENT_OPTIONS: dict[str, str] = {"combiner": "combiner_options", "loss": "loss_options",
@@ -87,6 +87,7 @@ class TrainConfig:
     device: str = "auto"  # auto (cuda when present), cpu, cuda, cuda:1 ...
     precision: str = "fp32"  # autocast precision of the training step: fp32, bf16 (CPU and GPU), fp16 (GPU)
     seed: int = 0  # seeds the epoch order, caption forms, negatives, dropout and initial weights
+    seeds: int = 3  # runs per strategy in `cirlab compare` (seeds seed, seed + 1, ...); `cirlab train` runs one
     log_every: int = 1  # write every this many steps to steps.csv and TensorBoard
     tensorboard: bool = True  # also log to RUN_DIR/tensorboard
     resume: bool = False  # continue the run in `out` from its last checkpoint (start fresh if there is none)
@@ -127,6 +128,8 @@ class TrainConfig:
             raise ConfigError(f"config key num_negatives must be at least 1 with negatives={self.negatives!r}")
         if self.stop_after_epochs is not None and self.stop_after_epochs < 1:
             raise ConfigError(f"config key stop_after_epochs must be at least 1, got {self.stop_after_epochs}")
+        if self.seeds < 1:
+            raise ConfigError(f"config key seeds must be at least 1, got {self.seeds}")
         return self
 
 

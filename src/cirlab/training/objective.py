@@ -154,7 +154,9 @@ class CombinerObjective(ObjectiveBase):
         self._synchronize()
         started = time.perf_counter()
         # The engine counts steps; the sampler's schedule (the curriculum) sees the share of training done.
-        info = BatchInfo(categories=batch.categories, progress=(self.steps_done) / max(1, self.total_steps))
+        # References and true matches only feed the sampler's negative ledger.
+        info = BatchInfo(categories=batch.categories, progress=(self.steps_done) / max(1, self.total_steps),
+                         references=batch.references, true_matches=batch.true_matches)
         with torch.no_grad():
             indices = self.sampler.sample(queries.detach(), batch.positives, info, self.config.num_negatives,
                                           self.sampler_generator)
