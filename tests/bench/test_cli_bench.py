@@ -14,7 +14,8 @@ from cirlab.cli import main
 REQUIRED = {
     "train": ["step_gflop", "fp32_share_of_peak", "fp32_triplets_per_s", "fp32_matmul_gflops"],
     "mining": [f"{size}.{miner}_{what}" for size in ("1k", "10k") for miner in ("semi_hard", "hard")
-               for what in ("step_ratio", "over_matmul", "sample_ms")] + ["core_step_ms", "1k.random_sample_ms"],
+               for what in ("step_ratio", "over_matmul", "sample_ms")] + ["core_step_ms", "1k.random_sample_ms",
+                                                                         "1k.ledger_share_of_step", "10k.ledger_ms"],
     "pml": [f"{d}.{what}" for d in ("cosine", "euclidean")
             for what in ("pml_triplets", "anchors_agreeing", "window_total_difference", "k16_picks_in_pml_set",
                          "boundary_triplets")] + ["time_ratio"],

@@ -44,6 +44,7 @@ def test_speed_ledger_and_seed_system_sections(tmp_path):
     assert "contrastive-in-batch" not in ledger.split("\n\n", 2)[1]  # mined nothing: no ledger row
     assert "## cirlab's best strategy against the seed's system" in text
     assert "**hard** against the seed's system" in text and "at epoch 1.0 on average (per seed: 1, 1)" in text
+    assert text.index("against the seed's system") < text.index("## Queries")  # the report leads with it
 
 
 def test_figures_notes_and_command(tmp_path):

@@ -12,6 +12,10 @@ least any method that looks at the whole gallery must spend. Peak extra memory o
 measured as :mod:`cirlab.bench.memory` describes and set against a full ``[B, N]`` float32 similarity
 matrix, which an unchunked miner would hold.
 
+The negative ledger (:mod:`cirlab.negatives.ledger`), which every sampler runs on what it served, is timed
+on its own too (on the random sampler's negatives, with references given, as in training) and set against
+the step with random negatives: what the bookkeeping costs.
+
 Galleries are clustered random unit features with 5% exact duplicates (so the false-negative guard
 has work to do), and queries sit near their targets, as a trained combiner's do.
 """
@@ -70,7 +74,9 @@ def _sample_call(sampler: Any, queries: torch.Tensor, positives: torch.Tensor, i
 
 def run(ctx: BenchContext) -> BenchResult:
     """Sampler time per step and per gallery size, as step ratios, matmul ratios and peak memory."""
+    from cirlab.distances import build_distance
     from cirlab.negatives import BatchInfo, build_sampler
+    from cirlab.negatives.ledger import DEFAULT_LEDGER_MARGIN, Ledger
 
     sizes = ctx.pick((1_000, 10_000, 50_000, 200_000), (1_000, 10_000))
     batch_size, k, repeats = ctx.pick(256, 64), 16, ctx.pick(3, 1)
@@ -79,6 +85,7 @@ def run(ctx: BenchContext) -> BenchResult:
     generator = ctx.device_generator(4)
 
     works: dict[str, Any] = {"core": lambda: step(batch, negatives=fixed_negatives)}
+    ledger = Ledger(DEFAULT_LEDGER_MARGIN, build_distance("cosine"))
     calls: dict[str, Any] = {}
     for size in sizes:
         inputs = ctx.generator(10 + size)
@@ -92,6 +99,12 @@ def run(ctx: BenchContext) -> BenchResult:
             sampler = build_sampler(name, gallery)
             works[f"{label}.{name}"] = calls[f"{label}.{name}"] = _sample_call(sampler, queries, positives, info, k,
                                                                                generator)
+        references = torch.randint(0, size, (batch_size,), generator=inputs).to(ctx.device)
+        served = calls[f"{label}.random"]()
+        unit = torch.nn.functional.normalize(queries, dim=-1)
+        facts = BatchInfo(info.categories, references=references)
+        works[f"{label}.ledger"] = (lambda g=gallery, q=unit, p=positives, f=facts, n=served:
+                                    ledger.tally(g, q, p, f, n))
     timings = time_rounds(works, repeats=repeats, warmup=1, device=ctx.device)
 
     result = BenchResult(NAME, TITLE, settings={
@@ -107,6 +120,13 @@ def run(ctx: BenchContext) -> BenchResult:
         random_time, matmul = timings[f"{label}.random"], timings[f"{label}.matmul"]
         result.add(Figure.from_stat(f"{label}.random_sample_ms", random_time.stat.map(lambda t: t * 1e3), "ms",
                                     "absolute", "random sampler, one batch"))
+        ledger_time = timings[f"{label}.ledger"]
+        share = Stat.of(t / (c + r) for t, c, r in zip(ledger_time.samples, core.samples, random_time.samples))
+        result.add(Figure.from_stat(f"{label}.ledger_share_of_step", share, "fraction", "ratio",
+                                    "the negative ledger's tally of one batch (included in every sampler's time)",
+                                    baseline="step time with the random sampler"))
+        result.add(Figure.from_stat(f"{label}.ledger_ms", ledger_time.stat.map(lambda t: t * 1e3), "ms",
+                                    "absolute", "the negative ledger's tally of one batch"))
         for name in MINERS:
             sample = timings[f"{label}.{name}"]
             key = name.replace("-", "_")

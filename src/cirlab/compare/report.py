@@ -41,6 +41,7 @@ def render_report(result: ComparisonResult) -> str:
         "",
         f"**Reported: {where}.** {_selection_sentence(result)}",
         "",
+        *(_seed_system_lines(result) if result.versus_seed_system is not None else []),
         "## Queries",
         "",
         *_query_lines(result),
@@ -57,8 +58,6 @@ def render_report(result: ComparisonResult) -> str:
         *_verdict_lines(result),
         "",
     ]
-    if result.versus_seed_system is not None:
-        lines += _seed_system_lines(result)
     lines += [
         "## Learning speed and cost",
         "",
