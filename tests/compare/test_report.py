@@ -40,7 +40,7 @@ def test_speed_ledger_and_seed_system_sections(tmp_path):
     assert "| contrastive-in-batch | never, never | never | – | – |" in text
     ledger = text.split("## The negative ledger", 1)[1].split("## Curves", 1)[0]
     # 160, 480 and 960 of 1600 served negatives; 8 true false negatives of 1600 checked; 4 blocked copies
-    assert "| hard | 10.0% | 30.0% | 60.0% | 1.0% | 50.0% | 0.5% | 0.2% | 0.1% |" in ledger
+    assert "| hard | 10.0% | 30.0% | 60.0% | 1.0% | 50.0% | 0.500% | 0.250% | 0.125% |" in ledger
     assert "contrastive-in-batch" not in ledger.split("\n\n", 2)[1]  # mined nothing: no ledger row
     assert "## cirlab's best strategy against the seed's system" in text
     assert "**hard** against the seed's system" in text and "at epoch 1.0 on average (per seed: 1, 1)" in text

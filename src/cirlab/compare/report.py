@@ -222,7 +222,7 @@ def _ledger_lines(result: ComparisonResult) -> list[str]:
         cells = []
         for key, _ in columns:
             value = next((v for v in reversed(s.series.get(key, [])) if v is not None), None)
-            cells.append("–" if value is None else f"{100 * value:.1f}%")
+            cells.append("–" if value is None else _share(value))
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return [
         "What each strategy actually served, as shares of its served negatives in the last epoch (mean over seeds): "
@@ -321,6 +321,11 @@ def _command(result: ComparisonResult) -> str:
             parts += ["--set", f"{key}={_yaml_value(value)}"]
     parts += ["--out", str(result.out)]
     return " ".join(shlex.quote(part) for part in parts)
+
+
+def _share(value: float) -> str:
+    """A share in percent: one decimal from 1% up, three below (rare events such as true false negatives)."""
+    return f"{100 * value:.1f}%" if value >= 0.01 or value == 0 else f"{100 * value:.3f}%"
 
 
 def _pm(stats: SeedStats, digits: int = 1) -> str:
