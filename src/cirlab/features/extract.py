@@ -31,14 +31,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from cirlab import __version__
 from cirlab.data.fashioniq import FashionIQ
 from cirlab.data.missing import MissingPolicy
 from cirlab.data.transforms import DEFAULT_TARGET_RATIO, PREPROCESS_KINDS, TargetPad
-from cirlab.distributed import DistributedContext, init_distributed, shutdown_distributed
+from cirlab.distributed import DistributedContext, distributed_session
 from cirlab.encoders import Encoder, EncoderSpec, load_encoder
 from cirlab.errors import CacheMismatchError, ConfigError, DataError
 from cirlab.features.cache import MANIFEST_FILE, FeatureCache, write_cache
@@ -81,9 +80,7 @@ def extract_features(data_root: str | Path, spec: EncoderSpec, out: str | Path, 
     if preprocess == "targetpad":
         TargetPad(target_ratio)  # refuses a ratio below 1 before any work starts
     target = resolve_device(device)
-    joined_here = not (dist.is_available() and dist.is_initialized())
-    ctx = init_distributed(target)
-    try:
+    with distributed_session(target) as ctx:
         if target.type == "cuda" and ctx.is_distributed:
             target = torch.device("cuda", ctx.local_rank)
         job = _Extraction(Path(data_root), spec, Path(out), ctx, target, preprocess=preprocess,
@@ -91,9 +88,6 @@ def extract_features(data_root: str | Path, spec: EncoderSpec, out: str | Path, 
                           precision=precision, categories=categories, chunk_size=chunk_size,
                           on_chunk=on_chunk)
         return job.run(overwrite=overwrite)
-    finally:
-        if joined_here:
-            shutdown_distributed()
 
 
 def cache_expectation(encoder: Encoder, preprocess: str, data_fingerprint_value: str, precision: str,
@@ -182,7 +176,7 @@ class _Extraction:
         image_stats = self._encode_images(plan, encoder, partial, [k for k in mine if k < image_chunks])
         text_chunks_here = [k for k in mine if k < text_chunks] if not image_stats["failure"] else []
         text_stats = self._encode_texts(plan, encoder, partial, text_chunks_here)
-        stats = _all_gather(self.ctx, {**image_stats, **text_stats})
+        stats = self.ctx.gather({**image_stats, **text_stats})
         failures = [s["failure"] for s in stats if s["failure"]]
         if failures:
             raise DataError(*failures[0])
@@ -384,15 +378,6 @@ def _read_chunk(partial: PartialResults, kind: str, index: int) -> Any:
         path.unlink(missing_ok=True)
         raise CacheMismatchError(f"{path}: unreadable chunk ({exc}), removed; run `cirlab extract` again "
                                  f"to redo it") from None
-
-
-def _all_gather(ctx: DistributedContext, obj: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every process's ``obj`` (just ``[obj]`` without torchrun)."""
-    if not ctx.is_distributed:
-        return [obj]
-    gathered: list[Any] = [None] * ctx.world_size
-    dist.all_gather_object(gathered, obj)
-    return gathered
 
 
 def _timing(stats: list[dict[str, Any]], total_seconds: float, device: torch.device, batch_size: int,
