@@ -218,7 +218,8 @@ def test_a_finished_run_on_another_cache_is_refused(compared, tmp_path):
 def test_plan_gives_every_run_the_same_config_but_its_sampler_and_seed(data, tmp_path):
     features, _ = data
     base = load_config("synthetic", [("features", str(features)), ("out", str(tmp_path)), ("epochs", 3),
-                                     ("seed", 5), ("seeds", 2), ("batch_size", 32)])
+                                     ("seed", 5), ("seeds", 2), ("batch_size", 32),
+                                     ("negatives_options.near_duplicate_threshold", None)])
     plans = plan_runs(base, ["random", "semi-hard"], tmp_path, include_contrastive=True, include_seed=True)
     assert [p.name for p in plans] == ["random/seed-5", "random/seed-6", "semi-hard/seed-5", "semi-hard/seed-6",
                                        f"{CONTRASTIVE_RUN}/seed-5", f"{CONTRASTIVE_RUN}/seed-6",
@@ -235,6 +236,8 @@ def test_plan_gives_every_run_the_same_config_but_its_sampler_and_seed(data, tmp
     assert seed_system.combiner == "attention-fusion" and seed_system.combiner_options["variant"] == "seed"
     assert (seed_system.batch_size, seed_system.num_negatives, seed_system.lr) == (64, 1, 1e-4)
     assert (seed_system.epochs, seed_system.seed, seed_system.features) == (3, 5, base.features)
+    # the false-negative guard's setting belongs to the features and reaches the reference runs too
+    assert seed_system.negatives_options == {"near_duplicate_threshold": None}
 
 
 @pytest.mark.parametrize("choice", [{}, {"categories": ["shirt"]}, {"categories": ["shirt", "dress"]},

@@ -263,7 +263,10 @@ def seed_recipe(base: TrainConfig) -> TrainConfig:
     keep = {"features": base.features, "out": base.out, "epochs": base.epochs, "seed": base.seed,
             "seeds": base.seeds, "device": base.device, "tensorboard": base.tensorboard,
             "eval_batch_size": base.eval_batch_size, "val_split": base.val_split, "categories": base.categories,
-            "val_categories": base.val_categories}
+            "val_categories": base.val_categories,
+            # the false-negative guard is the features' business, not the recipe's (the same for every run)
+            "negatives_options": {key: value for key, value in base.negatives_options.items()
+                                  if key == "near_duplicate_threshold"}}
     return load_config(name, list(keep.items())).validate()
 
 
