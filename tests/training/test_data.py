@@ -295,3 +295,30 @@ def test_a_stale_ground_truth_is_left_out_with_a_warning(synthetic, tmp_path, ca
         data = load_training_data(cache, None, [0], CPU)
     assert data.true_matches is None
     assert "not used for the ledger's true false negatives" in caplog.text and "dress #0" in caplog.text
+
+
+def test_non_finite_image_features_name_the_cache_rows(tmp_path):
+    cache = small_cache(tmp_path)
+    cache.image_features = np.array(cache.image_features)
+    cache.image_features[3, 1] = np.nan
+    cache.image_features[5, 0] = np.nan  # row 5 is a val image: not loaded for training, not reported
+    with pytest.raises(CacheMismatchError) as info:
+        load_training_data(cache, None, [0, 1, 2, 3], CPU)
+    assert str(info.value).startswith(f"{tmp_path / 'images.npy'}: row 3 holds NaN or infinite features")
+    assert "\n" not in str(info.value)
+
+
+def test_non_finite_text_features_name_the_cache_rows(tmp_path):
+    cache = small_cache(tmp_path)
+    cache.text_features = np.array(cache.text_features)
+    cache.text_features[[0, 2], 1, 0] = [np.inf, -np.inf]
+    with pytest.raises(CacheMismatchError, match=r"texts\.npy: rows 0, 2 hold NaN or infinite features"):
+        load_training_data(cache, None, [0, 1, 2, 3], CPU)
+    assert len(load_training_data(cache, None, [0], CPU)) == 4  # only the caption forms used are read
+
+
+def test_many_non_finite_rows_are_counted_not_listed(tmp_path):
+    cache = FeatureCache.open(make_learnable_cache(tmp_path))  # 2 x 80 training images
+    cache.image_features = np.full(cache.image_features.shape, np.nan, dtype=np.float32)
+    with pytest.raises(CacheMismatchError, match=r"images\.npy: rows 0, 1, 2, 3, 4 and 155 more hold NaN"):
+        load_training_data(cache, None, [0, 1, 2, 3], CPU)

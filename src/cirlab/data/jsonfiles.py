@@ -12,17 +12,31 @@ from typing import Any
 
 from cirlab.errors import DataError
 
+#: Longest caption accepted, in characters. FashionIQ's longest is 103; CLIP's tokenizer keeps 77 tokens
+#: (a few hundred characters) anyway, but would first tokenise all of a runaway caption (100 MB took
+#: minutes and gigabytes). A longer caption is an error naming the file and the triplet.
+MAX_CAPTION_CHARS = 1_000
 
-def read_json(path: Path) -> Any:
-    """Parse a UTF-8 JSON file, turning every failure into a one-line :class:`DataError`."""
+#: Largest caption file read, in bytes (FashionIQ's largest is 1.2 MB); a larger one is refused from
+#: its size, before it is read or parsed.
+MAX_CAPTION_FILE_BYTES = 64 * 2**20
+
+
+def read_json(path: Path, *, max_bytes: int | None = None) -> Any:
+    """Parse a UTF-8 JSON file, turning every failure into a one-line :class:`DataError`.
+
+    A file over ``max_bytes`` is refused from its size, before it is read.
+    """
     try:
+        if max_bytes is not None and (size := path.stat().st_size) > max_bytes:
+            raise DataError(path, f"file is {size:,} bytes, over the limit of {max_bytes:,} bytes for this file")
         raw = path.read_bytes()
     except FileNotFoundError:
         raise DataError(path, "file not found") from None
     except IsADirectoryError:
         raise DataError(path, "is a folder, expected a JSON file") from None
     except OSError as exc:
-        raise DataError(path, f"cannot read ({exc.strerror})") from None
+        raise DataError(path, f"cannot read ({exc.strerror or type(exc).__name__})") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -33,6 +47,9 @@ def read_json(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(path, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise DataError(path, "JSON nested too deeply to read (lists or objects inside each other "
+                              "thousands of levels deep)") from None
 
 
 def check_image_id(path: Path, where: str, value: Any) -> str:
@@ -63,10 +80,12 @@ def read_split_file(path: Path) -> list[str]:
 def read_caption_file(path: Path, *, require_target: bool) -> list[dict[str, Any]]:
     """Read ``cap.<category>.<split>.json``: a list of ``{candidate, target, captions}`` objects.
 
-    ``captions`` must hold exactly two strings; an empty string is allowed (the real files have
-    some). ``target`` may be absent only when ``require_target`` is false (the test split).
+    ``captions`` must hold exactly two strings of at most :data:`MAX_CAPTION_CHARS` characters; an
+    empty string is allowed (the real files have some). ``target`` may be absent only when
+    ``require_target`` is false (the test split). A file over :data:`MAX_CAPTION_FILE_BYTES` is
+    refused unread.
     """
-    data = read_json(path)
+    data = read_json(path, max_bytes=MAX_CAPTION_FILE_BYTES)
     if not isinstance(data, list):
         raise DataError(path, f"expected a JSON list of triplets, got {type(data).__name__}")
     entries = []
@@ -86,6 +105,10 @@ def read_caption_file(path: Path, *, require_target: bool) -> list[dict[str, Any
         captions = entry["captions"]
         if not isinstance(captions, list) or len(captions) != 2 or not all(isinstance(c, str) for c in captions):
             raise DataError(path, f"{where}: 'captions' must be a list of two strings")
+        for number, caption in enumerate(captions, start=1):
+            if len(caption) > MAX_CAPTION_CHARS:
+                raise DataError(path, f"{where}: caption {number} is {len(caption):,} characters long, over the "
+                                      f"limit of {MAX_CAPTION_CHARS:,} (the text encoder reads 77 tokens)")
         entries.append(entry)
     return entries
 

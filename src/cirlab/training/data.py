@@ -33,7 +33,7 @@ import torch
 
 from cirlab.data.jsonfiles import read_json
 from cirlab.errors import CacheMismatchError, DataError
-from cirlab.features.cache import FeatureCache
+from cirlab.features.cache import IMAGES_FILE, TEXTS_FILE, FeatureCache
 
 if TYPE_CHECKING:
     from cirlab.negatives.ledger import TrueMatches
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 LOGGER = logging.getLogger(__name__)
 
 TRAIN_SPLIT = "train"
+_ROWS_SHOWN = 5  # rows named in a non-finite-feature error
 
 
 @dataclass
@@ -183,7 +184,14 @@ def load_training_data(cache: FeatureCache, categories: list[str] | None, captio
         gallery_categories = np.concatenate([gallery_categories, np.asarray(extra_categories, dtype=np.int64)])
 
     hashes = [cache.image_hashes[row] for row in rows.tolist()]
-    raw_gallery = torch.from_numpy(_float32(cache.image_features, rows))
+    gallery_values = _float32(cache.image_features, rows)
+    reference_rows = table.reference_rows[positions]
+    reference_values = _float32(cache.image_features, reference_rows)
+    texts = np.asarray(cache.text_features[positions][:, caption_forms], dtype=np.float32)
+    require_finite(cache, IMAGES_FILE, gallery_values, rows)
+    require_finite(cache, IMAGES_FILE, reference_values, reference_rows)
+    require_finite(cache, TEXTS_FILE, texts, positions)
+    raw_gallery = torch.from_numpy(gallery_values)
     gallery = Gallery(
         rows=rows,
         categories=torch.from_numpy(gallery_categories).to(device),
@@ -191,13 +199,11 @@ def load_training_data(cache: FeatureCache, categories: list[str] | None, captio
         duplicate_groups=torch.from_numpy(duplicate_groups(hashes)).to(device),
         features=torch.nn.functional.normalize(raw_gallery, dim=-1).to(device),
     )
-    texts = np.asarray(cache.text_features[positions][:, caption_forms], dtype=np.float32)
-    reference_rows = table.reference_rows[positions]
     true_matches = synthetic_true_matches(cache, positions, rows)
     return TrainingData(
         gallery=gallery,
         positions=positions,
-        reference_features=torch.from_numpy(_float32(cache.image_features, reference_rows)).to(device),
+        reference_features=torch.from_numpy(reference_values).to(device),
         text_features=torch.from_numpy(texts).to(device),
         positives=torch.tensor([position_of[row] for row in target_rows.tolist()], dtype=torch.long, device=device),
         references=torch.tensor([position_of.get(row, -1) for row in reference_rows.tolist()], dtype=torch.long,
@@ -208,6 +214,23 @@ def load_training_data(cache: FeatureCache, categories: list[str] | None, captio
         skipped_without_target=skipped,
         targets_added_to_gallery=len(extra_rows),
     )
+
+
+def require_finite(cache: FeatureCache, file_name: str, values: np.ndarray, rows: np.ndarray) -> None:
+    """Refuse features that hold NaN or infinity, naming the cache file and its first such rows.
+
+    ``values[i]`` is row ``rows[i]`` of ``file_name`` in ``cache``. Without this check a damaged
+    feature surfaces many steps later as a NaN loss that looks like a learning-rate problem.
+    """
+    bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+    if not bad.any():
+        return
+    bad_rows = np.unique(rows[bad]).tolist()
+    shown = ", ".join(str(row) for row in bad_rows[:_ROWS_SHOWN])
+    more = f" and {len(bad_rows) - _ROWS_SHOWN} more" if len(bad_rows) > _ROWS_SHOWN else ""
+    rows_hold = f"row {shown} holds" if len(bad_rows) == 1 else f"rows {shown}{more} hold"
+    raise CacheMismatchError(f"{cache.root / file_name}: {rows_hold} NaN or infinite features (damaged or "
+                             f"overflowed in extraction); extract the cache again with --overwrite")
 
 
 def synthetic_true_matches(cache: FeatureCache, positions: np.ndarray, gallery_rows: np.ndarray) -> TrueMatches | None:
