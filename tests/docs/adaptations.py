@@ -129,8 +129,9 @@ OVERRIDES: tuple[Override, ...] = (
              "one seed and one epoch of batch 16 per run, no query figures (drawing them is half of a tiny "
              "comparison's time; the demo's comparison draws them); " + NO_NEAR_DUPLICATE_WHY),
     Override("cirlab compare", TINY_COMBINER, TINY_COMBINER_WHY, when="--config fashioniq-rn50x4"),
-    Override("cirlab demo", ("--tiny", "--epochs", "1", "--pretrain-epochs", "1"),
-             "the demo's toy size (tiny data set) with one epoch per stage; the documented options stay"),
+    Override("cirlab demo", ("--tiny", "--size", "40", "--epochs", "1", "--pretrain-epochs", "1"),
+             "the demo's toy size (tiny data set, 40 images per category even where the command names another "
+             "size) with one epoch per stage; the documented options stay"),
     Override("cirlab bench", ("--quick", "--only", "pml"),
              "the quick sizes of the cheapest benchmark: a full run takes minutes (the command's own options "
              "are parsed and kept, a later --only wins)"),
