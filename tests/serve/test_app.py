@@ -305,3 +305,78 @@ def test_images_without_a_data_root_are_404(engine):
             assert good_search(no_images, "D000").status_code == 200
     finally:
         engine.index.manifest.data_root = saved
+
+
+# ------------------------------------------------------------ what the body is made of
+@pytest.mark.parametrize(("kwargs", "got"), [
+    ({"json": {"reference_id": "D000", "text": "is red"}}, "Content-Type 'application/json'"),
+    ({"content": b"reference_id=D000&text=is+red", "headers": {"content-type": "text/plain"}},
+     "Content-Type 'text/plain'"),
+    ({}, "no Content-Type"),
+])
+def test_a_body_that_is_not_a_form_is_415_saying_what_the_endpoint_expects(client, kwargs, got):
+    response = client.post("/api/search", **kwargs)
+    assert_client_error(response, 415, "content-type", "expects multipart/form-data (or "
+                                                       "application/x-www-form-urlencoded) with the fields text, "
+                                                       "reference_id or reference_image, category, k; got " + got)
+
+
+@pytest.mark.parametrize("text", [b"caf\xe9", b"\xff\xfe", b"is red \xc3", b"\xed\xa0\x80 surrogate"])
+def test_a_multipart_text_field_that_is_not_utf8_is_400(client, text):
+    response = client.post("/api/search", files={"reference_id": (None, b"D000"), "text": (None, text)})
+    assert_client_error(response, 400, "text", "the field is not valid utf-8 text (byte 0x")
+    assert "text fields must be sent as UTF-8" in response.json()["detail"]
+    with_upload = client.post("/api/search", files={"text": (None, text),
+                                                    "reference_image": ("a.png", png_bytes(), "image/png")})
+    assert_client_error(with_upload, 400, "text", "not valid utf-8")
+
+
+def test_a_url_encoded_text_field_that_is_not_utf8_is_400(client):
+    response = client.post("/api/search", content=b"reference_id=D000&text=caf%E9",
+                           headers={"content-type": "application/x-www-form-urlencoded"})
+    assert_client_error(response, 400, "text", "the field is not valid utf-8 text (byte 0xe9)")
+
+
+def test_utf8_text_is_read_as_sent(client):
+    text = "café, 20 % plus rayé — ünïcode ✓"
+    by_multipart = client.post("/api/search", files={"reference_id": (None, b"D000"), "text": (None, text.encode())})
+    assert by_multipart.status_code == 200 and by_multipart.json()["query"]["text"] == text
+    assert good_search(client, "D000", text=text).json()["query"]["text"] == text  # URL-encoded
+
+
+def test_a_multipart_charset_is_honoured_and_an_unknown_one_refused(client):
+    boundary = "b0undary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"reference_id\"\r\n\r\nD000\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\n").encode() + b"caf\xe9" + \
+        f"\r\n--{boundary}--\r\n".encode()
+    latin = client.post("/api/search", content=body,
+                        headers={"content-type": f"multipart/form-data; boundary={boundary}; charset=latin-1"})
+    assert latin.status_code == 200 and latin.json()["query"]["text"] == "café"
+    unknown = client.post("/api/search", content=body,
+                          headers={"content-type": f"multipart/form-data; boundary={boundary}; charset=klingon"})
+    assert_client_error(unknown, 400, "content-type", "unknown charset 'klingon'")
+
+
+def test_an_upload_with_an_exif_orientation_is_searched_upright(client, data_root):
+    """A photo stored sideways with EXIF orientation 6 (display rotated 90° clockwise) is searched as shown."""
+    upright = Image.open(data_root / "images" / "T002.png").convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    upright.transpose(Image.Transpose.ROTATE_90).save(buffer, format="PNG", exif=exif)
+    as_stored = io.BytesIO()
+    upright.transpose(Image.Transpose.ROTATE_90).save(as_stored, format="PNG")
+
+    def results(content):
+        response = upload(client, content, text="has a pattern")
+        assert response.status_code == 200, response.text
+        return [(hit["id"], round(hit["score"], 4)) for hit in response.json()["results"]]
+
+    assert results(buffer.getvalue()) == results(png_bytes_of(upright))
+    assert results(as_stored.getvalue()) != results(png_bytes_of(upright))  # the orientation matters
+
+
+def png_bytes_of(image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -218,3 +218,65 @@ def test_without_triplets_the_picker_is_hidden(browser, engine_without_triplets,
             expect(page.locator("[data-testid='gallery-item']")).to_have_count(22)
         finally:
             page.close()
+
+
+TOKEN = "page-token_42"
+
+
+@pytest.fixture(scope="module")
+def token_server(engine, data_root):
+    with BackgroundServer(create_app(engine, data_root, token=TOKEN)) as running:
+        yield running
+
+
+def search_d003(page, k="3"):
+    page.click("[data-testid='gallery-item'][data-id='D003']")
+    page.fill("[data-testid='query-text']", "is brighter")
+    page.fill("[data-testid='query-k']", k)
+    page.click("[data-testid='search-button']")
+    page.wait_for_selector("[data-testid='results'][data-state='done']", timeout=15_000)
+
+
+def test_a_token_in_the_address_opens_the_api_and_the_images(browser, token_server):
+    from playwright.sync_api import expect
+
+    context = browser.new_context()  # its own cookies
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.goto(f"{token_server.url}/#token={TOKEN}")
+        page.wait_for_selector("body[data-ready='true']", timeout=15_000)
+        assert page.url == f"{token_server.url}/"  # the token is no longer shown in the address
+        expect(page.locator("[data-testid='gallery-item']")).to_have_count(22)
+        search_d003(page)
+        assert len(result_ids(page)) == 3
+        expect(page.locator("[data-testid='error-message']")).to_be_hidden()
+        loaded = page.locator("[data-testid='result-item'] img").evaluate_all(
+            "(images) => images.every((img) => img.complete && img.naturalWidth > 0)")
+        assert loaded  # <img> requests carry the token too (the cookie)
+    finally:
+        context.close()
+    assert errors == []
+
+
+def test_without_the_token_the_page_asks_for_it(browser, token_server):
+    from playwright.sync_api import expect
+
+    context = browser.new_context()
+    page = context.new_page()
+    prompts = []
+
+    def answer(dialog):
+        prompts.append(dialog.message)
+        dialog.accept(TOKEN)
+
+    page.on("dialog", answer)
+    try:
+        page.goto(f"{token_server.url}/")
+        expect(page.locator("[data-testid='gallery-item']")).to_have_count(22, timeout=15_000)  # after the reload
+        assert prompts == ["This search service needs an access token:"]
+        search_d003(page, k="2")
+        assert len(result_ids(page)) == 2
+    finally:
+        context.close()

@@ -1,4 +1,4 @@
-"""`cirlab serve` as a user starts it: a subprocess that loads everything, then answers on loopback."""
+"""`cirlab serve` as a user starts it: a subprocess that loads everything, then answers on loopback; its options."""
 
 import os
 import socket
@@ -8,6 +8,7 @@ import time
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from cirlab.cli import main
 
@@ -54,3 +55,73 @@ def test_serve_with_a_missing_index_or_bad_limits_fails_in_one_line(tmp_path, ca
     assert capsys.readouterr().err.strip() == f"cirlab: error: {tmp_path / 'none'}: index folder not found"
     assert main(["serve", "--index", str(tmp_path), "--combiner", "sum", "--max-k", "0"]) == 2
     assert "must be positive" in capsys.readouterr().err
+
+
+@pytest.fixture
+def started(monkeypatch, image_gallery):
+    """Run `cirlab serve` up to the point where uvicorn would start; returns (exit code, uvicorn's arguments)."""
+    import uvicorn
+
+    index = image_gallery[2]
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append((app, options)))
+    monkeypatch.delenv("CIRLAB_SERVE_TOKEN", raising=False)
+
+    def start(*options):
+        code = main(["serve", "--index", str(index), "--combiner", "sum", "--device", "cpu", *options])
+        return code, calls.pop() if calls else None
+
+    return start
+
+
+def warnings_in(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("warning:")]
+
+
+def test_serve_beyond_loopback_without_a_token_warns_in_one_line(started, capsys):
+    code, (app, options) = started("--host", "0.0.0.0", "--port", "8123", "--body-timeout", "7")
+    assert code == 0 and options["host"] == "0.0.0.0" and options["port"] == 8123
+    assert warnings_in(capsys.readouterr().err) == [
+        "warning: listening on 0.0.0.0, beyond this machine, without --token: anyone who can reach it can search "
+        "and read the gallery's images (set --token or CIRLAB_SERVE_TOKEN)"]
+    with TestClient(app, base_url="http://192.168.1.5:8123") as client:  # any Host name beyond loopback
+        info = client.get("/api/info")
+        assert info.status_code == 200 and info.json()["limits"]["body_timeout"] == 7
+
+
+def test_serve_with_a_token_from_the_environment_needs_it(started, capsys, monkeypatch):
+    monkeypatch.setenv("CIRLAB_SERVE_TOKEN", "from-env")
+    code, (app, _) = started("--host", "0.0.0.0")
+    assert code == 0 and warnings_in(capsys.readouterr().err) == []
+    with TestClient(app) as client:
+        assert client.get("/api/info").status_code == 401
+        assert client.get("/api/info", headers={"authorization": "Bearer from-env"}).status_code == 200
+    code, (app, _) = started("--token", "given")  # --token wins over the environment
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+        assert client.get("/api/info", headers={"authorization": "Bearer given"}).status_code == 200
+        assert client.get("/api/info", headers={"authorization": "Bearer from-env"}).status_code == 401
+
+
+def test_serve_on_loopback_answers_loopback_and_allowed_host_names(started, capsys):
+    code, (app, options) = started("--allowed-host", "myhost.lan", "--allowed-host", "*.example.org")
+    assert code == 0 and options["host"] == "127.0.0.1" and warnings_in(capsys.readouterr().err) == []
+    with TestClient(app) as client:
+        for host, status in (("localhost:8000", 200), ("myhost.lan:8000", 200), ("a.example.org", 200),
+                             ("evil.example:8000", 400)):
+            assert client.get("/api/info", headers={"host": host}).status_code == status, host
+        assert client.get("/api/info", headers={"host": "localhost"}).json()["limits"]["body_timeout"] == 30
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (("--allowed-host", "localhost:8000"), "--allowed-host 'localhost:8000' is not a host name, an IP address or "
+                                           "'*.domain' (give the name without a port)"),
+    (("--token", "two words"), "--token may hold only letters, digits and - . _ ~ + / (then = at the end); e.g. "
+                               "python -c \"import secrets; print(secrets.token_urlsafe())\""),
+    (("--token", ""), "--token is empty"),
+    (("--body-timeout", "0"), "--body-timeout must be a positive number of seconds, got 0.0"),
+    (("--body-timeout", "inf"), "--body-timeout must be a positive number of seconds, got inf"),
+])
+def test_bad_access_options_fail_in_one_line_before_loading(started, capsys, options, message):
+    code, call = started(*options)
+    assert code == 2 and call is None
+    assert capsys.readouterr().err.strip() == f"cirlab: error: {message}"

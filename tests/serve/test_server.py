@@ -1,4 +1,4 @@
-"""The app behind a real uvicorn server on a loopback port: raw paths, concurrency, oversized bodies."""
+"""The app behind a real uvicorn server on a loopback port: raw paths, concurrency, bodies, Host names."""
 
 import http.client
 import json
@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from cirlab.serve import BackgroundServer, ServeLimits, create_app
+from cirlab.serve.access import allowed_hosts
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +71,40 @@ def test_oversized_upload_is_413_and_the_server_keeps_serving(server):
     assert json.loads(response.content)["field"] == "body"
     response = httpx.post(f"{server.url}/api/search", data={"text": "is red", "reference_id": "D000"})
     assert response.status_code == 200 and len(response.json()["results"]) == 10
+
+
+@pytest.fixture(scope="module")
+def guarded_server(engine, data_root):
+    """The app as `cirlab serve` builds it on its loopback address: only loopback Host names are answered."""
+    with BackgroundServer(create_app(engine, data_root, allowed_hosts=allowed_hosts("127.0.0.1"))) as running:
+        yield running
+
+
+def get_with_host(server, host):
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    try:
+        connection.putrequest("GET", "/api/info", skip_host=True)
+        connection.putheader("Host", host)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_a_rebound_host_name_is_refused_by_a_loopback_server(guarded_server):
+    port = guarded_server.port
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"):
+        assert get_with_host(guarded_server, host)[0] == 200, host
+    for host in (f"evil.example:{port}", "evil.example", f"localhost.evil.example:{port}"):
+        assert get_with_host(guarded_server, host) == (400, b"Invalid host header"), host
+    assert httpx.get(f"{guarded_server.url}/health").status_code == 200  # what a client sends by itself
+
+
+def test_a_text_field_that_is_not_utf8_is_400_and_the_connection_kept(server):
+    with httpx.Client(base_url=server.url) as client:
+        bad = client.post("/api/search", files={"reference_id": (None, b"D000"), "text": (None, b"caf\xe9")})
+        assert bad.status_code == 400 and bad.json()["field"] == "text"
+        assert "connection" not in bad.headers  # the body was read to its end: the connection can be reused
+        good = client.post("/api/search", files={"reference_id": (None, b"D000"), "text": (None, "café".encode())})
+        assert good.status_code == 200 and good.json()["query"]["text"] == "café"

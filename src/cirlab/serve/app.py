@@ -12,14 +12,17 @@ Routes (OpenAPI documentation at ``/docs``):
   ``text``, optional ``category`` and ``k``; returns the ranked ids, scores and image URLs;
 * ``GET /`` — the search page (static HTML, JavaScript and CSS, no build step), ``GET /favicon.ico`` its icon.
 
-Every client mistake is answered with a 4xx and ``{"detail": "<one line>", "field": "<name>"}``;
-the engine is shared by all requests (searches run in the server's thread pool).
+Every client mistake is answered with a 4xx and ``{"detail": "<one line>", "field": "<name>"}``
+(except a ``Host`` name outside ``allowed_hosts``: Starlette's plain 400 "Invalid host header");
+the engine is shared by all requests (searches run in the server's thread pool). Request bodies are
+checked as they arrive (:mod:`cirlab.serve.body_limit`); who may ask is :mod:`cirlab.serve.access`'s.
 
 Annotations here are evaluated eagerly (no ``from __future__ import annotations``): FastAPI reads the
 route signatures, whose ``Query``/``Form`` bounds come from the limits in ``create_app``'s scope.
 """
 
 import logging
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,17 +32,20 @@ from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from cirlab import __version__
 from cirlab.search.errors import QueryError, UnknownItemError
 from cirlab.search.query import SearchEngine
-from cirlab.serve.body_limit import BodySizeLimit
+from cirlab.serve.access import TokenCheck, check_token
+from cirlab.serve.body_limit import BodyLimit
 from cirlab.serve.images import ImageFiles
 from cirlab.serve.queries import validation_queries
 from cirlab.serve.validation import (
     RequestError,
     ServeLimits,
     check_category,
+    check_form_type,
     check_image_id,
     check_k,
     check_text,
@@ -48,6 +54,8 @@ from cirlab.serve.validation import (
 
 log = logging.getLogger("cirlab.serve")
 
+#: The fields of ``POST /api/search``, as its 415 answer names them.
+SEARCH_FIELDS = "text, reference_id or reference_image, category, k"
 #: Content-Security-Policy of the page: its own scripts, styles and images (plus previews of uploads).
 PAGE_POLICY = "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'"
 
@@ -57,14 +65,18 @@ def static_dir() -> Path:
     return Path(str(resources.files("cirlab.serve").joinpath("static")))
 
 
-def create_app(engine: SearchEngine, data_root: str | Path | None = None, *,
-               limits: ServeLimits | None = None) -> FastAPI:
+def create_app(engine: SearchEngine, data_root: str | Path | None = None, *, limits: ServeLimits | None = None,
+               allowed_hosts: Sequence[str] | None = None, token: str | None = None) -> FastAPI:
     """The FastAPI application serving ``engine``; images come from the FashionIQ-layout ``data_root``.
 
     ``data_root`` defaults to the data set recorded in the index's manifest; with neither, the API
-    works and ``/images`` answers 404.
+    works and ``/images`` answers 404. ``allowed_hosts`` are the ``Host`` names answered (``None``:
+    any; ``cirlab serve`` passes :func:`cirlab.serve.access.allowed_hosts` of its address), and with a
+    ``token`` every request but the page, ``/health`` and the documentation must present it.
     """
     limits = limits or ServeLimits()
+    if token is not None:
+        check_token(token)
     if data_root is None:
         data_root = engine.index.manifest.data_root
     known_ids = set(engine.index.ids) | set(engine.features.image_ids)
@@ -77,7 +89,14 @@ def create_app(engine: SearchEngine, data_root: str | Path | None = None, *,
     app = FastAPI(title="cirlab search", version=__version__,
                   description="Composed image retrieval: a reference image plus a modification text → "
                               "the gallery images that match.")
-    app.add_middleware(BodySizeLimit, max_bytes=limits.max_request_bytes)
+    # The last added runs first: the Host name, then the token, then the body.
+    app.add_middleware(BodyLimit, max_bytes=limits.max_request_bytes, read_timeout=limits.body_timeout)
+    if token is not None:
+        public = ["/", "/favicon.ico", "/health", app.docs_url, app.redoc_url, app.openapi_url,
+                  app.swagger_ui_oauth2_redirect_url]
+        app.add_middleware(TokenCheck, token=token, public_paths=[path for path in public if path])
+    if allowed_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts), www_redirect=False)
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
     app.state.engine, app.state.limits, app.state.images = engine, limits, images
 
@@ -164,6 +183,7 @@ def create_app(engine: SearchEngine, data_root: str | Path | None = None, *,
 
     @app.post("/api/search", summary="Composed search: reference image + modification text")
     def search(
+        request: Request,
         text: Annotated[str | None, Form(description=f"the modification, at most {limits.max_text_chars} "
                                                      f"characters")] = None,
         reference_id: Annotated[str | None, Form(description="a gallery image id")] = None,
@@ -173,6 +193,7 @@ def create_app(engine: SearchEngine, data_root: str | Path | None = None, *,
         category: Annotated[str | None, Form(description="search only this category")] = None,
         k: Annotated[int | None, Form(description=f"number of results, 1 to {limits.max_k}")] = None,
     ) -> dict[str, Any]:
+        check_form_type(request.headers.get("content-type"), SEARCH_FIELDS)
         query_text = check_text(text, limits)
         top_k = check_k(k, limits)
         chosen = check_category(category, categories)

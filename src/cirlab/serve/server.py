@@ -6,21 +6,32 @@ so tests, benchmarks and notebooks can start a real server and know its address 
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from cirlab.errors import ConfigError
+from cirlab.serve.access import allowed_hosts as hosts_for
+from cirlab.serve.access import check_token, exposure_warning
 from cirlab.serve.validation import ServeLimits
+
+log = logging.getLogger("cirlab.serve")
 
 
 def serve(index: str | Path, checkpoint: str | Path | None = None, *, combiner_name: str | None = None,
           data_root: str | Path | None = None, features: str | Path | None = None, host: str = "127.0.0.1",
           port: int = 8000, device: str = "auto", limits: ServeLimits | None = None,
-          faiss_threads: int | None = 1, log_level: str = "info") -> None:
+          faiss_threads: int | None = 1, log_level: str = "info", allowed_hosts: Sequence[str] = (),
+          token: str | None = None) -> None:
     """Load the engine once (index, feature cache, combiner, encoder), then serve until interrupted.
+
+    The ``Host`` names answered are :func:`cirlab.serve.access.allowed_hosts` of ``host`` and
+    ``allowed_hosts``; with ``token`` the API needs it. A ``host`` beyond this machine without a
+    token gets a one-line warning on stderr.
 
     ``faiss_threads`` sets faiss's OpenMP threads for this process (``None`` leaves faiss's default,
     one per core). Requests already run in parallel in the server's thread pool, and an OpenMP team
@@ -35,13 +46,19 @@ def serve(index: str | Path, checkpoint: str | Path | None = None, *, combiner_n
 
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port must lie in [0, 65535], got {port}")
+    names = hosts_for(host, allowed_hosts)  # bad names and tokens are refused before anything is loaded
+    if token is not None:
+        check_token(token)
     if faiss_threads is not None:
         if faiss_threads < 1:
             raise ConfigError(f"--faiss-threads must be at least 1, got {faiss_threads}")
         faiss.omp_set_num_threads(faiss_threads)
     engine = SearchEngine.load(index, checkpoint, combiner_name=combiner_name, features=features, device=device)
     engine.warm_up()
-    app = create_app(engine, data_root, limits=limits)
+    app = create_app(engine, data_root, limits=limits, allowed_hosts=names, token=token)
+    warning = exposure_warning(host, token)
+    if warning:
+        log.warning(warning)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 

@@ -19,6 +19,8 @@ from cirlab.data.images import ImageDecodeError, decode_image
 
 #: What an image id may look like: FashionIQ's ASINs, synthetic ids, file stems without odd characters.
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+#: Media types a search request's body may have: the form the page sends, and the URL-encoded one.
+FORM_TYPES: tuple[str, ...] = ("multipart/form-data", "application/x-www-form-urlencoded")
 #: Image formats an upload may have (PIL would otherwise also try EPS, PSD, ICO and other parsers).
 UPLOAD_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 
@@ -34,13 +36,14 @@ class ServeLimits:
     max_upload_pixels: int = 16_000_000  # largest uploaded image, width x height (a 4000 x 4000 photo)
     max_page_size: int = 100  # most gallery items per page
     form_overhead_bytes: int = 64 * 1024  # room for the form's other fields and multipart headers
+    body_timeout: float = 30.0  # seconds a request body may go without a byte arriving (then 408)
 
     @property
     def max_request_bytes(self) -> int:
         """Largest request body accepted before any parsing."""
         return self.max_upload_bytes + self.form_overhead_bytes
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, float]:
         """JSON-ready form (what ``/api/info`` reports to the page)."""
         return asdict(self)
 
@@ -64,6 +67,19 @@ def check_image_id(value: str, field: str) -> str:
         raise RequestError(400, field, f"{shown!r} is not a valid image id (letters, digits, '_', '-', '.'; "
                                        f"no paths)")
     return value
+
+
+def check_form_type(content_type: str | None, fields: str) -> None:
+    """Nothing when ``content_type`` is a form; otherwise a 415 saying what the endpoint expects.
+
+    A JSON or empty body would otherwise parse as a form without fields and be refused for whichever
+    field is checked first ("text is empty"), which hides the real mistake.
+    """
+    media = (content_type or "").partition(";")[0].strip().lower()
+    if media not in FORM_TYPES:
+        got = f"Content-Type {media!r}" if media else "no Content-Type"
+        raise RequestError(415, "content-type", f"expects multipart/form-data (or {FORM_TYPES[1]}) with the fields "
+                                                f"{fields}; got {got}")
 
 
 def check_text(value: str | None, limits: ServeLimits) -> str:

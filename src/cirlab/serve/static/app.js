@@ -5,10 +5,15 @@
 // The two category filters are linked: choosing a gallery category searches in it too, choosing a search
 // category shows its images in the gallery, and choosing a reference searches in the reference's category.
 // A picked validation query fills the reference and the caption, searches, and marks its true target.
+//
+// A service started with --token needs it on every API request and image. The page takes it from its
+// address (/#token=TOKEN, then removed from the address bar) or asks for it when the API answers 401, and
+// keeps it in a same-site cookie, which the browser sends with fetches and <img> requests alike.
 "use strict";
 
 const PAGE_SIZE = 24;
 const VALIDATION_PER_CATEGORY = 50;
+const TOKEN_COOKIE = "cirlab_token";
 
 const state = {
   offset: 0,
@@ -19,12 +24,37 @@ const state = {
   limits: null,
   validation: [], // the validation queries offered, in the order of the picker's options
   picked: null, // the validation query last picked: {category, reference_id, caption, target_id, ...}
+  askedForToken: false, // the token is asked for at most once per page load
 };
 
 const $ = (id) => document.getElementById(id);
 
+function storeToken(token) {
+  document.cookie = `${TOKEN_COOKIE}=${encodeURIComponent(token)}; path=/; SameSite=Strict`;
+}
+
+// A token in the page's address (#token=TOKEN) is stored, and the address shown without it.
+function takeTokenFromAddress() {
+  const match = /^#(?:.*&)?token=([^&]*)/.exec(window.location.hash);
+  if (!match) return;
+  storeToken(decodeURIComponent(match[1]));
+  window.history.replaceState(null, "", window.location.pathname + window.location.search);
+}
+
+// The API answered 401: ask for the token once, store it and start the page again.
+function askForToken() {
+  if (state.askedForToken) return;
+  state.askedForToken = true;
+  const token = window.prompt("This search service needs an access token:");
+  if (token && token.trim()) {
+    storeToken(token.trim());
+    window.location.reload();
+  }
+}
+
 async function fetchJSON(url, options) {
   const response = await fetch(url, options);
+  if (response.status === 401) askForToken();
   let body = null;
   try {
     body = await response.json();
@@ -266,6 +296,7 @@ async function search(event) {
 }
 
 async function start() {
+  takeTokenFromAddress();
   $("search-form").addEventListener("submit", search);
   $("reference-upload").addEventListener("change", (event) => {
     if (event.target.files.length) chooseUpload(event.target.files[0]);
