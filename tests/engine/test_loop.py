@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,8 @@ from cirlab.engine import Engine, LoopSettings, ObjectiveBase, StepOutput, Train
 from cirlab.engine.optim import lr_factor, uniform_groups
 from cirlab.engine.runlog import read_csv
 from cirlab.errors import ConfigError
+from cirlab.locking import LOCK_FILE, FolderLockedError
+from tests.reliability.holders import LockHolder, lock_elsewhere
 
 
 class Regression(ObjectiveBase):
@@ -150,3 +155,77 @@ def test_the_log_is_on_disk_before_the_checkpoint_that_covers_it(tmp_path: Path,
     monkeypatch.setattr(loop, "write_checkpoint_folder", spy)
     _fit(tmp_path)
     assert seen == [0, 3, 6, 9, 12]
+
+
+# ---------------------------------------------------------------- one writer, nothing overwritten
+def test_the_run_folder_is_locked_from_start_to_end_of_fit(tmp_path: Path) -> None:
+    seen: list[str] = []
+    objective = Regression()
+    engine = Engine(objective, _settings(epochs=1), tmp_path, ctx=DistributedContext(), device=torch.device("cpu"),
+                    identity={"task": "regression"})
+    seen.append(lock_elsewhere(tmp_path))  # built: the folder is already locked
+    engine.fit(lambda record: seen.append(lock_elsewhere(tmp_path)) if record["epoch"] == 1 else None)
+    assert len(seen) == 2 and all(s.endswith("is writing here; wait for it or choose another folder") for s in seen)
+    assert f"pid {os.getpid()} " in seen[0]
+    assert lock_elsewhere(tmp_path) == "free" and not (tmp_path / LOCK_FILE).exists()
+
+
+def test_a_run_folder_another_process_writes_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    with LockHolder(tmp_path) as holder:
+        with pytest.raises(FolderLockedError, match=f"pid {holder.pid} ") as info:
+            _fit(tmp_path)
+        assert [p.name for p in tmp_path.iterdir()] == [LOCK_FILE]  # the holder's: nothing was written
+    assert "\n" not in str(info.value)
+
+
+def test_an_engine_that_cannot_start_gives_the_lock_back(tmp_path: Path) -> None:
+    _fit(tmp_path, stop_after_epochs=1)
+    with pytest.raises(ConfigError, match="cannot resume with a different config"):
+        _fit(tmp_path, identity={"task": "other"}, resume=True)
+    assert lock_elsewhere(tmp_path) == "free"
+
+
+def test_a_run_whose_last_checkpoint_is_gone_is_refused_not_retrained(tmp_path: Path) -> None:
+    _fit(tmp_path)
+    best = (tmp_path / "best" / "weights.safetensors").read_bytes()
+    shutil.rmtree(tmp_path / "last")
+    for resume in (True, False):
+        with pytest.raises(ConfigError) as info:
+            _fit(tmp_path, resume=resume)
+        assert str(info.value) == (f"{tmp_path}: holds a training run (metrics.json: complete, 4 epochs) but no "
+                                   f"resumable checkpoint (last/trainer_state.pt is missing); training again would "
+                                   f"overwrite it, so delete the folder or choose another output folder")
+    assert (tmp_path / "best" / "weights.safetensors").read_bytes() == best
+    (tmp_path / "metrics.json").unlink()
+    with pytest.raises(ConfigError, match=r"holds a training run \(best/\) but no resumable checkpoint"):
+        _fit(tmp_path, resume=True)
+    assert (tmp_path / "best" / "weights.safetensors").read_bytes() == best
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_again(tmp_path: Path, monkeypatch, caplog) -> None:
+    import cirlab.engine.loop as loop
+
+    original = loop.write_checkpoint_folder
+
+    def killed_at_first_last(folder, save_model, state=None):
+        if state is not None:
+            raise KeyboardInterrupt  # stands for a kill: metrics.json and best/ of epoch 0 exist, last/ does not
+        return original(folder, save_model, state)
+
+    monkeypatch.setattr(loop, "write_checkpoint_folder", killed_at_first_last)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tmp_path / "parts")
+    monkeypatch.setattr(loop, "write_checkpoint_folder", original)
+    assert (tmp_path / "parts" / "best").is_dir() and not (tmp_path / "parts" / "last").exists()
+    with caplog.at_level(logging.INFO, logger="cirlab.engine"):
+        _, resumed = _fit(tmp_path / "parts", resume=True)
+    assert "stopped before its first checkpoint; starting it again" in caplog.text
+    _, whole = _fit(tmp_path / "whole")
+    assert [r["val/score"] for r in resumed.history] == [r["val/score"] for r in whole.history]
+
+
+def test_temporaries_of_killed_writes_are_removed(tmp_path: Path) -> None:
+    _fit(tmp_path, stop_after_epochs=1)
+    (tmp_path / ".metrics.json.k2l4_9xz.tmp").write_text("{half")
+    _fit(tmp_path, resume=True)
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -274,6 +274,53 @@ def test_partial_results_of_another_model_are_discarded(data: Path, tmp_path: Pa
     assert cache.manifest["model"] == "cirlab-rn-tiny" and cache.manifest["timing"]["image_chunks_reused"] == 0
 
 
+def test_a_chunk_of_another_model_planted_among_the_partial_results_is_not_reused(
+        data: Path, reference: FeatureCache, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """As when two extractions shared a cache folder: B's partial folder holds a chunk written by A (the same
+    architecture, other weights). B redoes that chunk instead of mixing A's features into its cache."""
+    other = EncoderSpec(model="cirlab-vit-tiny", pretrained=None, seed=1)
+
+    def stop_after(count: int):
+        written: list[int] = []
+
+        def hook(kind: str, index: int) -> None:
+            written.append(index)
+            if len(written) == count:
+                raise Interrupted
+        return hook
+
+    with pytest.raises(Interrupted):
+        extract(data, tmp_path / "a", other, on_chunk=stop_after(2))
+    with pytest.raises(Interrupted):
+        extract(data, tmp_path / "b", on_chunk=stop_after(1))
+    planted = tmp_path / "b" / PARTIAL_DIR / "images-000001.npz"
+    shutil.copy(tmp_path / "a" / PARTIAL_DIR / "images-000001.npz", planted)
+    with caplog.at_level(logging.INFO, logger="cirlab.features"):
+        cache = extract(data, tmp_path / "b")
+    assert "removed 1 chunks written by a different extraction or unreadable" in caplog.text
+    assert "resuming; 1/" in caplog.text and cache.manifest["timing"]["image_chunks_reused"] == 1
+    assert_same_cache(cache, reference)
+
+
+def test_a_rerun_removes_what_a_kill_after_the_cache_was_written_left(data: Path, reference: FeatureCache,
+                                                                     tmp_path: Path, monkeypatch,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    import cirlab.features.extract as extraction
+
+    monkeypatch.setattr(extraction.PartialResults, "remove", lambda self: None)  # killed right after write_cache
+    out = tmp_path / "cache"
+    extract(data, out)
+    monkeypatch.undo()
+    assert (out / PARTIAL_DIR).is_dir()
+    (out / ".images.npy.x1y2z3w4.tmp").write_bytes(b"half an array")
+    with caplog.at_level(logging.INFO, logger="cirlab.features"):
+        again = extract(data, out)
+    assert "removed 1 temporary files left by an interrupted run" in caplog.text
+    assert "removed the partial results of the run that wrote the cache" in caplog.text
+    assert not (out / PARTIAL_DIR).exists() and not list(out.glob("*.tmp"))
+    assert_same_cache(again, reference)
+
+
 @pytest.mark.slow
 def test_decoding_workers_and_batch_size_do_not_change_results(data: Path, reference: FeatureCache,
                                                                tmp_path: Path) -> None:

@@ -8,10 +8,17 @@ writes the run log and then the ``last/`` checkpoint with everything a resumed r
 optimiser, schedule, scaler, RNG states of every process, history and the run's identity. A run
 resumed with ``resume`` continues after the last finished epoch and repeats an uninterrupted run
 exactly (same number of processes); an identity that differs from the checkpoint's is refused.
+
+The run folder has one writer: the engine holds its lock (:mod:`cirlab.locking`) from the moment it
+looks at the folder until the end of :meth:`Engine.fit`, so a second run into the same folder fails at
+once. A folder that holds a run whose resumable ``last/`` checkpoint is gone (its ``best/`` or its
+``metrics.json`` past the first epoch remain) is refused, with or without ``resume``: training it again
+from scratch would silently overwrite what it holds.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -24,12 +31,22 @@ import numpy as np
 import torch
 
 from cirlab.distributed import DistributedContext
-from cirlab.engine.checkpoint import BEST, LAST, capture_rng, has_state, read_state, recover_folder, restore_rng
+from cirlab.engine.checkpoint import (
+    BEST,
+    LAST,
+    STATE_FILE,
+    capture_rng,
+    has_state,
+    read_state,
+    recover_folder,
+    restore_rng,
+)
 from cirlab.engine.checkpoint import write_checkpoint as write_checkpoint_folder
 from cirlab.engine.objective import Objective
 from cirlab.engine.optim import build_optimizer, build_scheduler
-from cirlab.engine.runlog import LEADING_STEP_COLUMNS, RunLog
+from cirlab.engine.runlog import LEADING_STEP_COLUMNS, METRICS_FILE, RunLog
 from cirlab.errors import CirlabError, ConfigError
+from cirlab.locking import lock_folder, remove_leftover_temporaries
 from cirlab.progress import progress
 from cirlab.runtime import autocast
 
@@ -85,19 +102,52 @@ class FitResult:
 def check_run_folder(run_dir: Path, *, resume: bool, ctx: DistributedContext) -> Path | None:
     """Prepare ``run_dir`` and say where to resume from: its ``last/`` folder, or ``None`` for a fresh run.
 
-    Completes a checkpoint swap a kill interrupted; refuses a folder that already holds a run unless
-    ``resume`` is set, so a finished run is never overwritten by accident.
+    Under the folder's writer lock (refused at once while another process holds it): completes a
+    checkpoint swap a kill interrupted and deletes temporaries of killed writes; refuses a folder that
+    already holds a run unless ``resume`` is set, and a folder whose run can no longer be resumed (see
+    :func:`lost_run`) in any case, so a run is never overwritten by accident.
     """
-    if ctx.is_main:
-        for name in (BEST, LAST):
-            recover_folder(run_dir / name)
-    ctx.barrier()
-    if not has_state(run_dir):
-        return None
-    if not resume:
-        raise ConfigError(f"{run_dir}: the folder already holds a training run; pass --resume to continue it or "
-                          f"choose another output folder")
-    return run_dir / LAST
+    with lock_folder(run_dir, ctx):
+        if ctx.is_main:
+            for name in (BEST, LAST):
+                recover_folder(run_dir / name)
+            remove_leftover_temporaries(run_dir)
+        ctx.barrier()
+        if not has_state(run_dir):
+            lost = lost_run(run_dir)
+            if lost:
+                raise ConfigError(f"{run_dir}: holds a training run ({lost}) but no resumable checkpoint "
+                                  f"({LAST}/{STATE_FILE} is missing); training again would overwrite it, so delete "
+                                  f"the folder or choose another output folder")
+            if resume and ctx.is_main and (run_dir / METRICS_FILE).exists():
+                LOGGER.info("%s: the run was stopped before its first checkpoint; starting it again", run_dir)
+            return None
+        if not resume:
+            raise ConfigError(f"{run_dir}: the folder already holds a training run; pass --resume to continue it or "
+                              f"choose another output folder")
+        return run_dir / LAST
+
+
+def lost_run(run_dir: Path) -> str:
+    """What shows that ``run_dir``, which has no resumable checkpoint, held a run that had one; empty if nothing.
+
+    The engine writes ``metrics.json`` and then ``best/`` before each epoch's ``last/``, so a run killed
+    before its first ``last/`` leaves a ``metrics.json`` of one epoch, still ``running``, and perhaps a
+    ``best/``: starting it again loses nothing. Anything more (a finished or stopped run, more epochs,
+    a ``best/`` without ``metrics.json``, an unreadable ``metrics.json``) means ``last/`` was deleted or lost.
+    """
+    path = run_dir / METRICS_FILE
+    if not path.exists():
+        return f"{BEST}/" if (run_dir / BEST).is_dir() else ""
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return f"an unreadable {METRICS_FILE}"
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("history"), list):
+        return f"a {METRICS_FILE} without a history"
+    if metrics.get("status") != "running" or len(metrics["history"]) > 1:
+        return f"{METRICS_FILE}: {metrics.get('status')}, {metrics.get('epochs_completed')} epochs"
+    return ""
 
 
 def identity_changes(saved: Mapping[str, Any], now: Mapping[str, Any], *, limit: int = 4) -> str:
@@ -142,9 +192,15 @@ class Engine:
         self.step = 0
         self.resumed_from_epoch = 0
         self.resumed = False
-        resume_from = check_run_folder(self.run_dir, resume=settings.resume, ctx=ctx)
-        if resume_from is not None:
-            self._resume(read_state(self.run_dir), resume_from)
+        self._lock = lock_folder(self.run_dir, ctx)  # held until fit() ends
+        self._holding = True
+        try:
+            resume_from = check_run_folder(self.run_dir, resume=settings.resume, ctx=ctx)
+            if resume_from is not None:
+                self._resume(read_state(self.run_dir), resume_from)
+        except BaseException:
+            self._lock.release()
+            raise
 
     # ---------------------------------------------------------------- resume
     def _resume(self, state: dict[str, Any], folder: Path) -> None:
@@ -176,21 +232,25 @@ class Engine:
 
     # ---------------------------------------------------------------- the loop
     def fit(self, on_epoch_end: EpochCallback | None = None) -> FitResult:
-        """Train until ``epochs`` (or ``stop_after_epochs``), evaluating, logging and checkpointing."""
+        """Train until ``epochs`` (or ``stop_after_epochs``), evaluating, logging and checkpointing; the run
+        folder's lock is given back when it returns."""
         settings = self.settings
         started_fit = time.perf_counter()
+        if not self._holding:  # a second fit() of this engine
+            self._lock = lock_folder(self.run_dir, self.ctx)
+            self._holding = True
         log = None
-        if self.ctx.is_main:
-            columns = [*LEADING_STEP_COLUMNS, *self.objective.step_stats]
-            if settings.grad_clip:
-                columns.append("grad_norm")
-            columns.append("step_time_s")
-            log = RunLog(self.run_dir, columns, tensorboard=settings.tensorboard,
-                         resume_step=self.step if self.resumed else None)
-            if self.config is not None:
-                log.write_config(self.config)
         status = "complete"
         try:
+            if self.ctx.is_main:
+                columns = [*LEADING_STEP_COLUMNS, *self.objective.step_stats]
+                if settings.grad_clip:
+                    columns.append("grad_norm")
+                columns.append("step_time_s")
+                log = RunLog(self.run_dir, columns, tensorboard=settings.tensorboard,
+                             resume_step=self.step if self.resumed else None)
+                if self.config is not None:
+                    log.write_config(self.config)
             if not self.resumed and settings.evaluate_before:
                 self._finish_epoch({"epoch": 0, "step": 0, "steps": 0}, log, on_epoch_end, evaluate=True)
             end = settings.epochs if settings.stop_after_epochs is None else min(settings.epochs,
@@ -211,6 +271,8 @@ class Engine:
         finally:
             if log is not None:
                 log.close()
+            self._lock.release()
+            self._holding = False
         return FitResult(run_dir=self.run_dir, status=status, epochs_completed=self.epoch, steps=self.step,
                          best=dict(self.best), last_eval=self._last_eval(), history=list(self.history),
                          resumed_from_epoch=self.resumed_from_epoch, seconds=time.perf_counter() - started_fit)

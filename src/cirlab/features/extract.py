@@ -5,6 +5,9 @@ here and training, evaluation and search read the cache (:mod:`cirlab.features.c
 
 How a run goes:
 
+0. Take the cache folder's writer lock (:mod:`cirlab.locking`; the main process under ``torchrun``):
+   a second extraction into the same folder is refused at once instead of mixing its chunks in.
+   Temporaries that killed writers left in the folder are deleted.
 1. Plan (:mod:`cirlab.features.plan`): read the caption and split files, apply the missing-image
    policy, fix the order of the distinct images and of the triplets.
 2. Compare with what ``out`` holds: a complete cache made from the same data with the same encoder,
@@ -15,7 +18,7 @@ How a run goes:
    workers. Under ``torchrun`` every process takes every ``world_size``-th chunk.
 4. Merge (rank 0): corrupt images are left out (``skip``) with the triplets that need them, or
    stop the run (``error``); the cache is written with the manifest last, and the partial folder
-   removed.
+   removed (also by a later run that finds the cache complete, when a kill came between the two).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from cirlab import __version__
+from cirlab.data.captions import CAPTION_FORMS
 from cirlab.data.fashioniq import FashionIQ
 from cirlab.data.missing import MissingPolicy
 from cirlab.data.transforms import DEFAULT_TARGET_RATIO, PREPROCESS_KINDS, TargetPad
@@ -43,8 +47,9 @@ from cirlab.errors import CacheMismatchError, ConfigError, DataError
 from cirlab.features.cache import MANIFEST_FILE, FeatureCache, write_cache
 from cirlab.features.fingerprint import FINGERPRINT_COVERS, data_fingerprint
 from cirlab.features.image_loading import ImageBatch, ImageFiles, collate_images
-from cirlab.features.partial import PartialResults
+from cirlab.features.partial import PARTIAL_DIR, PartialResults
 from cirlab.features.plan import ExtractionPlan, finalize, plan_extraction
+from cirlab.locking import lock_folder, remove_leftover_temporaries
 from cirlab.progress import progress
 from cirlab.runtime import resolve_device
 
@@ -143,6 +148,15 @@ class _Extraction:
 
     # ------------------------------------------------------------------ steps
     def run(self, *, overwrite: bool) -> FeatureCache:
+        """Extract under the cache folder's writer lock, held until every process is done."""
+        with lock_folder(self.out, self.ctx):
+            if self.ctx.is_main:
+                leftovers = remove_leftover_temporaries(self.out)
+                if leftovers:
+                    self.say(f"{self.out}: removed {leftovers} temporary files left by an interrupted run")
+            return self._run(overwrite=overwrite)
+
+    def _run(self, *, overwrite: bool) -> FeatureCache:
         started = time.perf_counter()
         dataset = FashionIQ(self.data_root, self.categories)
         plan = plan_extraction(dataset, self.policy)
@@ -152,20 +166,28 @@ class _Extraction:
         existing = self._existing_cache(expect, overwrite)
         if existing is not None:
             self.say(f"{self.out}: feature cache is up to date; nothing to do")
+            if self.ctx.is_main and (self.out / PARTIAL_DIR).exists():  # a kill came after the cache was written
+                PartialResults(self.out, {}).remove()
+                self.say(f"{self.out / PARTIAL_DIR}: removed the partial results of the run that wrote the cache")
+            self.ctx.barrier()
             return existing
 
         partial = PartialResults(self.out, {
-            "format": 1, "encoder": {k: expect[k] for k in ("model", "pretrained", "weights_hash")},
+            "format": 2, "encoder": {k: expect[k] for k in ("model", "pretrained", "weights_hash")},
             "preprocess": expect["preprocess"], "precision": self.precision, "data_fingerprint": fingerprint,
-            "order": plan.order_digest(), "chunk_size": self.chunk_size,
+            "order": plan.order_digest(), "chunk_size": self.chunk_size, "caption_forms": list(CAPTION_FORMS),
         })
         image_chunks = math.ceil(len(plan.image_ids) / self.chunk_size)
         text_chunks = math.ceil(len(plan.triplets) / self.chunk_size)
         if self.ctx.is_main:
-            status = partial.prepare()
-            if status == "discarded":
+            found = partial.prepare()
+            if found.status == "discarded":
                 self.say(f"{partial.folder}: discarded partial results of a different extraction")
-            elif status == "resumed":
+            elif found.status == "resumed":
+                if found.foreign_chunks or found.temporaries:
+                    self.say(f"{partial.folder}: removed {found.foreign_chunks} chunks written by a different "
+                             f"extraction or unreadable, and {found.temporaries} temporary files of interrupted "
+                             f"writes")
                 done_images = sum(partial.has_images(k) for k in range(image_chunks))
                 done_texts = sum(partial.has_texts(k) for k in range(text_chunks))
                 self.say(f"{self.out}: resuming; {done_images}/{image_chunks} image chunks and "
@@ -376,7 +398,7 @@ def _read_chunk(partial: PartialResults, kind: str, index: int) -> Any:
         return partial.read_images(index) if kind == "images" else partial.read_texts(index)
     except (OSError, ValueError, KeyError) as exc:
         path.unlink(missing_ok=True)
-        raise CacheMismatchError(f"{path}: unreadable chunk ({exc}), removed; run `cirlab extract` again "
+        raise CacheMismatchError(f"{path}: unusable chunk ({exc}), removed; run `cirlab extract` again "
                                  f"to redo it") from None
 
 

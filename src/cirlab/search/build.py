@@ -4,7 +4,9 @@ The gallery is the images of one split (``val`` by default) of the chosen catego
 L2-normalised, so inner-product search ranks by cosine similarity, as the evaluation protocol does.
 ``flat`` is exact; ``ivf`` (faiss IndexIVFFlat) visits ``nprobe`` of ``nlist`` inverted lists per query
 and is for galleries large enough that exact search is too slow. An IVF index's recall@10 against
-the exact index is measured when it is built and recorded in its manifest.
+the exact index is measured when it is built and recorded in its manifest. The index folder has one
+writer at a time: the build holds its lock (:mod:`cirlab.locking`) and deletes the temporaries that a
+killed build left there.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 
 from cirlab.errors import CacheMismatchError, ConfigError
 from cirlab.features.cache import FeatureCache
+from cirlab.locking import lock_folder, remove_leftover_temporaries
 from cirlab.progress import progress
 from cirlab.search.components import encoder_spec_from_manifest
 from cirlab.search.index import INDEX_KINDS, IndexManifest, write_index
@@ -66,10 +69,9 @@ def build_index(features: str | Path, out: str | Path, *, categories: list[str] 
     ``nlist`` defaults to about 4·√N (at most N / 39, faiss's k-means minimum per list), ``nprobe``
     to max(8, nlist / 16). For ``ivf``, ``recall_queries`` gallery images (drawn with ``seed``) are
     searched in both the IVF and an exact index, each query's own image left out of both lists,
-    and the mean overlap of the two top-10 lists is reported.
+    and the mean overlap of the two top-10 lists is reported. Another process writing ``out`` at the
+    same time is refused (:class:`~cirlab.locking.FolderLockedError`).
     """
-    import faiss
-
     if kind not in INDEX_KINDS:
         raise ConfigError(f"unknown index kind {kind!r}; use one of {', '.join(INDEX_KINDS)}")
     cache = FeatureCache.open(features)
@@ -77,6 +79,18 @@ def build_index(features: str | Path, out: str | Path, *, categories: list[str] 
     rows, id_categories = _gallery_rows(cache, chosen, split)
     if not rows:
         raise CacheMismatchError(f"{cache.root}: the {split} split of {', '.join(chosen)} holds no images")
+    with lock_folder(out):
+        remove_leftover_temporaries(out)
+        return _build(cache, Path(out), chosen, rows, id_categories, split=split, kind=kind, nlist=nlist,
+                      nprobe=nprobe, recall_queries=recall_queries, seed=seed, show_progress=show_progress)
+
+
+def _build(cache: FeatureCache, out: Path, chosen: list[str], rows: list[int], id_categories: list[list[str]], *,
+           split: str, kind: str, nlist: int | None, nprobe: int | None, recall_queries: int, seed: int,
+           show_progress: bool) -> IndexReport:
+    """Index ``rows`` of ``cache`` into ``out`` (under its lock)."""
+    import faiss
+
     ids = [cache.image_ids[row] for row in rows]
     dim = cache.dim
     vectors = _normalised(cache, np.asarray(rows, dtype=np.int64), show_progress)
@@ -103,7 +117,7 @@ def build_index(features: str | Path, out: str | Path, *, categories: list[str] 
         nlist=nlist if kind == "ivf" else None, nprobe=nprobe if kind == "ivf" else None,
         ivf_recall_at_10=recall, recall_queries=measured)
     write_index(out, index, manifest)
-    return IndexReport(out=Path(out), kind=kind, size=len(ids), dim=dim, split=split, categories=chosen,
+    return IndexReport(out=out, kind=kind, size=len(ids), dim=dim, split=split, categories=chosen,
                        shared_ids=sum(len(c) > 1 for c in id_categories), nlist=manifest.nlist,
                        nprobe=manifest.nprobe, recall_at_10=recall, recall_queries=measured)
 
