@@ -17,6 +17,7 @@ import torch
 from cirlab.cli import main
 from cirlab.cli.extract import spec_from_args
 from cirlab.data import build_preprocess, caption_variants, load_image
+from cirlab.data.images import DECODE_VERSION
 from cirlab.encoders import EncoderSpec, load_encoder, save_encoder_checkpoint
 from cirlab.errors import CacheMismatchError, ConfigError, DataError, MissingImagesError
 from cirlab.features import FeatureCache
@@ -116,7 +117,7 @@ def test_manifest(data: Path, reference: FeatureCache) -> None:
     encoder = load_encoder(TINY, device="cpu")
     assert (m["model"], m["pretrained"], m["checkpoint"]) == ("cirlab-vit-tiny", None, None)
     assert m["weights_hash"] == encoder.weights_hash() == m["encoder"]["weights_hash"]
-    assert m["preprocess"] == {"kind": "targetpad", "target_ratio": 1.25}
+    assert m["preprocess"] == {"kind": "targetpad", "decode": DECODE_VERSION, "target_ratio": 1.25}
     assert (m["dim"], m["dtype"], m["precision"]) == (64, "float32", "fp32")
     assert m["data_fingerprint"] == data_fingerprint(data)
     assert m["missing"]["total_missing_images"] == 0 and m["corrupt"]["errors"] == []
@@ -128,7 +129,7 @@ def test_manifest(data: Path, reference: FeatureCache) -> None:
 def test_encoder_preprocess_differs_only_for_elongated_images(data: Path, reference: FeatureCache,
                                                               tmp_path: Path) -> None:
     plain = extract(data, tmp_path / "plain", preprocess="encoder")
-    assert plain.manifest["preprocess"] == {"kind": "encoder"}
+    assert plain.manifest["preprocess"] == {"kind": "encoder", "decode": DECODE_VERSION}
     square = reference.row_of("Dtrain0")  # 48x48: target-pad leaves it alone
     tall = reference.row_of("Dtrain1")  # 40x64: padded
     assert np.allclose(plain.image_features[square], reference.image_features[square], atol=1e-6)

@@ -31,6 +31,7 @@ from cirlab.encoder_training.retrieval import composed_chance, composed_recall
 from cirlab.encoder_training.session import record_run, resume_point, training_session
 from cirlab.errors import ConfigError
 from cirlab.io import atomic_write_json
+from cirlab.locking import lock_folder
 
 RESULT_FILE = "result.json"
 LOGIT_SCALE = 100.0  # CLIP4Cir's fixed scale of the query–target similarities
@@ -250,7 +251,8 @@ def finetune(data_root: str | Path, out: str | Path, *, checkpoint: str | Path |
                 "source": {**source.to_dict(), "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None},
                 "towers": towers, **options.identity()}
 
-    with training_session(options) as (ctx, device):
+    # The run folder is ours from the resume check to the final weights (the engine holds it again meanwhile).
+    with training_session(options) as (ctx, device), lock_folder(out, ctx):
         resume_from = resume_point(out, options, ctx)
         spec = (EncoderSpec(model=source.model, pretrained=None, checkpoint=resume_from, seed=options.seed)
                 if resume_from is not None else source)

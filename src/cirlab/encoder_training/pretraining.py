@@ -35,6 +35,7 @@ from cirlab.encoder_training.retrieval import (
 )
 from cirlab.encoder_training.session import record_run, resume_point, training_session
 from cirlab.io import atomic_write_json
+from cirlab.locking import lock_folder
 
 DEFAULT_MODEL = "cirlab-vit-tiny"
 RESULT_FILE = "result.json"
@@ -171,7 +172,8 @@ def pretrain(data_root: str | Path, out: str | Path, *, model: str = DEFAULT_MOD
     identity = {"kind": "pretrain", "data": str(dataset.root.resolve()), "categories": list(dataset.categories),
                 "model": model, "pretrained": pretrained, **options.identity()}
 
-    with training_session(options) as (ctx, device):
+    # The run folder is ours from the resume check to the final weights (the engine holds it again meanwhile).
+    with training_session(options) as (ctx, device), lock_folder(out, ctx):
         resume_from = resume_point(out, options, ctx)
         spec = (EncoderSpec(model=model, pretrained=None, checkpoint=resume_from, seed=options.seed)
                 if resume_from is not None else EncoderSpec(model=model, pretrained=pretrained, seed=options.seed))

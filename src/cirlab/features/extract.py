@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader
 from cirlab import __version__
 from cirlab.data.captions import CAPTION_FORMS
 from cirlab.data.fashioniq import FashionIQ
+from cirlab.data.images import DECODE_VERSION
 from cirlab.data.missing import MissingPolicy
 from cirlab.data.transforms import DEFAULT_TARGET_RATIO, PREPROCESS_KINDS, TargetPad
 from cirlab.distributed import DistributedContext, distributed_session
@@ -110,8 +111,12 @@ def cache_expectation(encoder: Encoder, preprocess: str, data_fingerprint_value:
 
 
 def preprocess_record(kind: str, target_ratio: float = DEFAULT_TARGET_RATIO) -> dict[str, Any]:
-    """How images were preprocessed, as the manifest records it."""
-    return {"kind": kind, "target_ratio": float(target_ratio)} if kind == "targetpad" else {"kind": kind}
+    """How images were decoded and preprocessed, as the manifest records it (part of the cache's identity, so a
+    cache decoded by an earlier decoder, e.g. before 16-bit images and EXIF orientation were handled, is stale)."""
+    record: dict[str, Any] = {"kind": kind, "decode": DECODE_VERSION}
+    if kind == "targetpad":
+        record["target_ratio"] = float(target_ratio)
+    return record
 
 
 def summary_line(cache: FeatureCache) -> str:
