@@ -85,3 +85,5 @@ def test_refuses_bad_widths_and_dropout() -> None:
         CLIP4CirCombiner(dim=8, projection_dim=0)
     with pytest.raises(ConfigError, match="dropout must lie in"):
         CLIP4CirCombiner(dim=8, dropout=1.0)
+    with pytest.raises(ConfigError, match="hidden_dim must be a positive integer, got 'big'"):
+        CLIP4CirCombiner(dim=8, hidden_dim="big")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -78,11 +79,49 @@ def test_missing_folder_and_files(tmp_path: Path) -> None:
 def test_corrupt_files(tmp_path: Path) -> None:
     folder = _saved(tmp_path)
     (folder / WEIGHTS_FILE).write_bytes(b"not a safetensors file")
+    _one_line_error(folder, r"combiner.safetensors: damaged or truncated \(22 bytes, combiner.json records")
+    _edit_json(folder, lambda meta: meta.pop("files"))  # saved before combiner.json recorded the weights' hash
     _one_line_error(folder, "unreadable weights file")
     (folder / CONFIG_FILE).write_text("{ truncated")
     _one_line_error(folder, "unreadable combiner description")
     (folder / CONFIG_FILE).write_text(json.dumps({"format_version": 99}))
     _one_line_error(folder, "combiner format 99")
+
+
+def _edit_json(folder: Path, change) -> None:
+    meta = json.loads((folder / CONFIG_FILE).read_text())
+    change(meta)
+    (folder / CONFIG_FILE).write_text(json.dumps(meta))
+
+
+def test_the_description_records_the_weights_hash(tmp_path: Path) -> None:
+    folder = _saved(tmp_path)
+    data = (folder / WEIGHTS_FILE).read_bytes()
+    assert read_combiner_metadata(folder)["files"] == {
+        WEIGHTS_FILE: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}}
+
+
+def test_flipped_weight_bytes_are_refused(tmp_path: Path) -> None:
+    folder = _saved(tmp_path)
+    data = bytearray((folder / WEIGHTS_FILE).read_bytes())
+    data[-64:] = bytes(b ^ 0xFF for b in data[-64:])  # inside the last tensor: safetensors itself reads it happily
+    (folder / WEIGHTS_FILE).write_bytes(bytes(data))
+    message = _one_line_error(folder, "damaged")
+    assert message == (f"{folder / WEIGHTS_FILE}: damaged (its sha256 differs from the one combiner.json records: "
+                       f"the file changed after it was written); train or save the combiner again")
+    _edit_json(folder, lambda meta: meta.pop("files"))
+    load_combiner(folder)  # without a record (an older save) the weights load as they are
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    (lambda config: config.update(hidden_dim="big"), "cannot rebuild the combiner"),
+    (lambda config: config.update(dropout="none"), "cannot rebuild the combiner"),
+    (lambda config: config.update(dim="wide"), "the combiner's dim is 'wide', expected a positive integer"),
+])
+def test_config_values_of_the_wrong_type_are_one_line_errors(tmp_path: Path, change, match) -> None:
+    folder = _saved(tmp_path)
+    _edit_json(folder, lambda meta: change(meta["config"]))
+    assert str(folder / CONFIG_FILE) in _one_line_error(folder, match)
 
 
 def test_weights_of_another_save_are_refused(tmp_path: Path) -> None:

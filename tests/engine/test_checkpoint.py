@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 
 import numpy as np
@@ -9,6 +11,8 @@ import pytest
 import torch
 
 from cirlab.engine.checkpoint import (
+    CHECKSUMS_FILE,
+    STATE_FILE,
     atomic_folder,
     capture_rng,
     has_state,
@@ -54,15 +58,69 @@ def test_recover_folder_after_a_kill_between_the_renames(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
 
 
+def full_state(**changes):
+    """A trainer state with every entry a resume reads, as the engine writes it."""
+    return {"epoch": 3, "step": 30, "world_size": 1, "identity": {"seed": 0}, "optimizer": None, "scheduler": None,
+            "scaler": None, "objective": {}, "rng": [capture_rng({}, torch.device("cpu"))],
+            "history": [{"epoch": 1, "val/headline": 1.5, "lr": None}], "best": {}, **changes}
+
+
 def test_state_round_trip(tmp_path):
     run = tmp_path / "run"
     assert not has_state(run)
-    write_checkpoint(run / "last", lambda folder: (folder / "w.bin").write_bytes(b"w"),
-                     {"epoch": 3, "history": [{"epoch": 1, "val/headline": 1.5, "lr": None}]})
+    write_checkpoint(run / "last", lambda folder: (folder / "w.bin").write_bytes(b"w"), full_state())
     assert has_state(run)
     state = read_state(run)
     assert state["epoch"] == 3 and state["history"][0]["val/headline"] == 1.5
     assert (run / "last" / "w.bin").read_bytes() == b"w"
+
+
+def test_checksums_record_every_file_of_the_folder(tmp_path):
+    def save(folder):
+        (folder / "w.bin").write_bytes(b"w")
+        (folder / "sub").mkdir()
+        (folder / "sub" / "x.json").write_text("{}")
+
+    write_checkpoint(tmp_path / "last", save, full_state())
+    checksums = json.loads((tmp_path / "last" / CHECKSUMS_FILE).read_text())
+    assert sorted(checksums["files"]) == ["sub/x.json", STATE_FILE, "w.bin"]
+    assert checksums["files"]["w.bin"] == {"sha256": hashlib.sha256(b"w").hexdigest(), "bytes": 1}
+
+
+def flip_bytes(path, count=64):
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + count] = bytes(b ^ 0x5A for b in data[middle:middle + count])
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("name", [STATE_FILE, "w.bin"])
+def test_flipped_bytes_in_any_file_of_the_checkpoint_are_refused(tmp_path, name):
+    write_checkpoint(tmp_path / "last", lambda folder: (folder / "w.bin").write_bytes(bytes(200)), full_state())
+    flip_bytes(tmp_path / "last" / name)
+    with pytest.raises(CirlabError) as info:
+        read_state(tmp_path)
+    assert str(info.value) == (f"{tmp_path / 'last' / name}: damaged (its sha256 differs from the one checksums.json "
+                               f"records: the file changed after it was written); it cannot be resumed; start the "
+                               f"run again in a new folder")
+
+
+def test_a_checkpoint_without_checksums_still_resumes(tmp_path):
+    write_checkpoint(tmp_path / "last", lambda folder: None, full_state())
+    (tmp_path / "last" / CHECKSUMS_FILE).unlink()  # written before checkpoints recorded hashes
+    assert read_state(tmp_path)["epoch"] == 3
+
+
+@pytest.mark.parametrize(("state", "match"), [
+    (full_state(epoch="3"), "'epoch' is a str, expected int"),
+    (full_state(rng=[]), "random-generator states do not match its 1 processes"),
+    ({k: v for k, v in full_state().items() if k not in ("identity", "rng")}, "lacks rng, identity"),
+])
+def test_a_state_without_what_a_resume_reads_is_refused(tmp_path, state, match):
+    write_checkpoint(tmp_path / "last", lambda folder: None, state)
+    with pytest.raises(CirlabError, match=match) as info:
+        read_state(tmp_path)
+    assert str(info.value).startswith(f"{tmp_path / 'last' / STATE_FILE}: ") and "\n" not in str(info.value)
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")

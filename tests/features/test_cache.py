@@ -1,10 +1,15 @@
+import hashlib
 import json
+import os
+import shutil
 
 import numpy as np
 import pytest
 
+from cirlab import hashing
 from cirlab.errors import CacheMismatchError
-from cirlab.features.cache import MANIFEST_FILE, FeatureCache, write_cache
+from cirlab.features.cache import IMAGES_FILE, INDEX_FILE, MANIFEST_FILE, TEXTS_FILE, FeatureCache, write_cache
+from cirlab.hashing import DamagedFileError
 
 
 def _write(root, dim=8, n_images=6):
@@ -102,3 +107,83 @@ def test_unknown_split_and_image(tmp_path):
         cache.split_rows("shirt", "val")
     with pytest.raises(CacheMismatchError, match="'nope' is not in the feature cache"):
         cache.row_of("nope")
+
+
+# ------------------------------------------------------------------ content hashes
+def flip_byte(path, offset=-1):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_the_manifest_records_the_size_and_hash_of_every_other_file(tmp_path):
+    _write(tmp_path)
+    manifest = json.loads((tmp_path / MANIFEST_FILE).read_text())
+    assert sorted(manifest["files"]) == [IMAGES_FILE, INDEX_FILE, TEXTS_FILE]
+    for name, record in manifest["files"].items():
+        data = (tmp_path / name).read_bytes()
+        assert record == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+@pytest.mark.parametrize("name", [IMAGES_FILE, TEXTS_FILE, INDEX_FILE])
+def test_a_flipped_bit_in_any_file_is_refused_in_one_line(tmp_path, name):
+    _write(tmp_path)
+    flip_byte(tmp_path / name, -2)  # the last feature's value, or the index's closing brace: still well-formed
+    with pytest.raises(DamagedFileError) as info:
+        FeatureCache.open(tmp_path)
+    assert str(info.value) == (f"{tmp_path / name}: damaged (its sha256 differs from the one manifest.json records: "
+                               f"the file changed after it was written); extract the cache again "
+                               f"(`cirlab extract ... --overwrite`)")
+
+
+def test_a_cache_written_before_hashes_were_recorded_opens_unchecked(tmp_path):
+    _write(tmp_path)
+    manifest = json.loads((tmp_path / MANIFEST_FILE).read_text())
+    del manifest["files"]
+    (tmp_path / MANIFEST_FILE).write_text(json.dumps(manifest))
+    flip_byte(tmp_path / IMAGES_FILE)  # a feature value changed: nothing records what it was
+    assert FeatureCache.open(tmp_path).image_features.shape == (6, 8)
+
+
+def test_arrays_are_hashed_once_and_again_only_when_they_change(tmp_path, monkeypatch):
+    _write(tmp_path)
+    hashed = []
+    real_hash = hashing._hash_file
+    monkeypatch.setattr(hashing, "_hash_file", lambda path: hashed.append(path.name) or real_hash(path))
+    FeatureCache.open(tmp_path)  # written just now: verified, but too recently changed to be stamped
+    FeatureCache.open(tmp_path)
+    assert hashed == [IMAGES_FILE, TEXTS_FILE] * 2 and not (tmp_path / hashing.STAMP_FILE).exists()
+    later = hashing._now_ns() + 10 * hashing.SETTLE_NS
+    monkeypatch.setattr(hashing, "_now_ns", lambda: later)  # the files have settled
+    hashed.clear()
+    FeatureCache.open(tmp_path)
+    FeatureCache.open(tmp_path)
+    assert hashed == [IMAGES_FILE, TEXTS_FILE]  # the second open trusted the stamps
+    shutil.copy(tmp_path / IMAGES_FILE, tmp_path / "copy.npy")
+    os.replace(tmp_path / "copy.npy", tmp_path / IMAGES_FILE)  # another file (inode) with the same bytes
+    hashed.clear()
+    FeatureCache.open(tmp_path)
+    assert hashed == [IMAGES_FILE]
+    with open(tmp_path / TEXTS_FILE, "ab") as handle:
+        handle.write(b"\0")  # a change of size is refused before any hashing
+    with pytest.raises(DamagedFileError, match=r"texts.npy: damaged or truncated \(\d+ bytes, manifest.json records"):
+        FeatureCache.open(tmp_path)
+
+
+def test_a_stamp_for_another_hash_or_a_broken_stamp_is_ignored(tmp_path, monkeypatch):
+    _write(tmp_path)
+    later = hashing._now_ns() + 10 * hashing.SETTLE_NS
+    monkeypatch.setattr(hashing, "_now_ns", lambda: later)
+    FeatureCache.open(tmp_path)
+    stamps = json.loads((tmp_path / hashing.STAMP_FILE).read_text())
+    stamps["files"][IMAGES_FILE]["sha256"] = "0" * 64
+    (tmp_path / hashing.STAMP_FILE).write_text(json.dumps(stamps))
+    hashed = []
+    real_hash = hashing._hash_file
+    monkeypatch.setattr(hashing, "_hash_file", lambda path: hashed.append(path.name) or real_hash(path))
+    FeatureCache.open(tmp_path)
+    assert hashed == [IMAGES_FILE]
+    (tmp_path / hashing.STAMP_FILE).write_text("[not json")
+    hashed.clear()
+    FeatureCache.open(tmp_path)
+    assert hashed == [IMAGES_FILE, TEXTS_FILE]

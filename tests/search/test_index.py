@@ -1,3 +1,4 @@
+import hashlib
 import json
 import shutil
 
@@ -35,9 +36,51 @@ def test_missing_or_incomplete_index_folders_are_refused(tmp_path, index_copy):
 def test_corrupt_index_file_is_refused(index_copy):
     data = (index_copy / "index.faiss").read_bytes()
     (index_copy / "index.faiss").write_bytes(data[: len(data) // 3])
+    message = one_line_error("damaged or truncated", lambda: GalleryIndex.load(index_copy))
+    assert message.startswith(f"{index_copy / 'index.faiss'}: ") and message.endswith("with `cirlab index`")
+    edit_manifest(index_copy, lambda m: m.pop("files"))  # an index written before manifests recorded hashes
     one_line_error("unreadable faiss index", lambda: GalleryIndex.load(index_copy))
     (index_copy / "index.faiss").write_bytes(b"not a faiss index")
     one_line_error("unreadable faiss index", lambda: GalleryIndex.load(index_copy))
+
+
+def flip(path, start, count):
+    data = bytearray(path.read_bytes())
+    data[start:start + count] = bytes(255 - b for b in data[start:start + count])
+    path.write_bytes(bytes(data))
+
+
+def test_the_manifest_records_the_index_files_hash_and_a_flipped_byte_is_refused(index_copy):
+    manifest = json.loads((index_copy / "manifest.json").read_text())
+    data = (index_copy / "index.faiss").read_bytes()
+    assert manifest["files"] == {"index.faiss": {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}}
+    flip(index_copy / "index.faiss", len(data) // 2, 1)  # one byte of one stored vector: faiss would read it
+    message = one_line_error("damaged", lambda: GalleryIndex.load(index_copy))
+    assert message == (f"{index_copy / 'index.faiss'}: damaged (its sha256 differs from the one manifest.json "
+                       f"records: the file changed after it was written); build the index again with `cirlab index`")
+
+
+def test_an_unrecorded_damaged_index_cannot_return_impossible_cosine_scores(index_copy):
+    edit_manifest(index_copy, lambda m: m.pop("files"))  # no hash to check: the score guard is what is left
+    size = (index_copy / "index.faiss").stat().st_size
+    flip(index_copy / "index.faiss", size - 64 * 4 * 4, 64 * 4)  # every float of the fourth-last vector
+    index = GalleryIndex.load(index_copy)
+    query = np.ones((1, 64), np.float32) / 8
+    message = one_line_error("which no cosine similarity can have", lambda: index.search(query, 22))
+    assert message.startswith(f"{index_copy / 'index.faiss'}: returned the score ")
+
+
+def test_queries_must_be_unit_vectors(flat_index):
+    index = GalleryIndex.load(flat_index)
+    with pytest.raises(ValueError, match="L2-normalised"):
+        index.search(np.ones((1, 64), np.float32), 3)
+    scores, _ = index.search(np.ones((1, 64), np.float32) / 8, 22)
+    assert np.all(np.abs(scores) <= 1.0 + 1e-5)
+
+
+def test_a_manifest_that_is_not_an_object_is_refused(index_copy):
+    (index_copy / "manifest.json").write_text(json.dumps([{"format_version": 1}]))
+    one_line_error(r"manifest.json: not an index manifest \(a JSON array", lambda: GalleryIndex.load(index_copy))
 
 
 def edit_manifest(folder, change):

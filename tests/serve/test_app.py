@@ -380,3 +380,22 @@ def png_bytes_of(image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def test_a_damaged_index_found_during_a_query_is_a_one_line_500(engine, data_root, monkeypatch, caplog):
+    from fastapi.testclient import TestClient
+
+    from cirlab.errors import CacheMismatchError
+    from cirlab.serve.app import create_app
+
+    message = "/index/index.faiss: a cosine score of 255.0, outside [-1, 1]; rebuild the index"
+
+    def damaged(*args, **kwargs):
+        raise CacheMismatchError(message)
+
+    monkeypatch.setattr(engine, "search", damaged)
+    with TestClient(create_app(engine, data_root), raise_server_exceptions=False) as client:
+        response = client.post("/api/search", data={"reference_id": engine.index.ids[0], "text": "is red"})
+    assert response.status_code == 500
+    assert response.json()["detail"] == message
+    assert not any(record.exc_info for record in caplog.records)  # said in one line, no traceback

@@ -59,6 +59,8 @@ def build_combiner(name: str, dim: int, **kwargs: Any) -> Combiner:
 
 def resolve_width(value: int | None, dim: int, multiple: int, what: str, combiner: str) -> int:
     """``value`` or, when None, ``multiple * dim``; refuse non-positive widths."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"combiner {combiner!r}: {what} must be a positive integer, got {value!r}")
     width = multiple * dim if value is None else int(value)
     if width < 1:
         raise ConfigError(f"combiner {combiner!r}: {what} must be a positive integer, got {value}")

@@ -16,12 +16,25 @@ half-written cache: :meth:`FeatureCache.open` refuses a folder whose manifest is
 arrays disagree with the manifest, or whose manifest does not match what the caller expects. A
 cache's identity (what checkpoints, runs and indexes record to be tied to it) is
 :meth:`FeatureCache.identity`, compared by :func:`cirlab.features.identity.check_identity`.
+
+Damage is refused, never used. The manifest's ``files`` records the size and sha256 of the other
+three files (:mod:`cirlab.hashing`); :meth:`FeatureCache.open` checks ``index.json`` on every open (it
+is parsed whole anyway; FashionIQ's is 10 MB, some 6 ms to hash) and the two arrays once, remembering
+the verification in a stamp beside them until a file changes: reading and hashing FashionIQ's 500 MB
+of RN50x4 arrays takes about 0.6 s, paid by the first open after the files have settled (and by every
+open of a cache in a folder the user cannot write); a stamped open adds two ``stat`` calls. Every file
+is also checked for structure (a truncated, re-headed, empty or pickled array, an index of the wrong
+shape, rows out of range), which is what protects a cache written before the manifest recorded
+hashes: such a cache is opened without the content check. Each problem is a one-line
+:class:`~cirlab.errors.CacheMismatchError` naming the file.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +45,7 @@ from cirlab.data.layout import CAPTIONS_DIR, IMAGES_DIR, SPLITS_DIR
 from cirlab.errors import CacheMismatchError
 from cirlab.features.identity import describe_differences, identity_differences, manifest_identity
 from cirlab.features.partial import PARTIAL_DIR
+from cirlab.hashing import checked_records, file_record, read_verified, verify_file
 from cirlab.io import atomic_path, atomic_write_json
 
 FORMAT_VERSION = 1
@@ -39,6 +53,10 @@ MANIFEST_FILE = "manifest.json"
 IMAGES_FILE = "images.npy"
 TEXTS_FILE = "texts.npy"
 INDEX_FILE = "index.json"
+#: What to do about a damaged or malformed cache.
+REBUILD = "extract the cache again (`cirlab extract ... --overwrite`)"
+#: The columns of ``index.json``'s triplet table.
+TRIPLET_COLUMNS: tuple[str, ...] = ("category", "split", "file_index", "reference_row", "target_row", "captions")
 
 
 @dataclass(frozen=True)
@@ -65,24 +83,19 @@ class FeatureCache:
     """A read-only view of a feature cache folder; arrays are memory-mapped, not loaded."""
 
     def __init__(self, root: Path, manifest: dict[str, Any], index: dict[str, Any]) -> None:
+        """A cache from its folder, parsed manifest and parsed ``index.json``; checks the structure of the
+        index and the arrays, then the arrays' content hashes (see the module notes)."""
         self.root = root
         self.manifest = manifest
-        self.image_ids: list[str] = index["image_ids"]
+        self.image_ids, self.image_hashes, self._split_rows, self.triplets = _parse_index(index, root / INDEX_FILE)
         self._row_of = {image_id: row for row, image_id in enumerate(self.image_ids)}
-        self.image_hashes: list[str] = index.get("image_hashes") or [""] * len(self.image_ids)
-        self._split_rows = {key: np.asarray(rows, dtype=np.int64) for key, rows in index["split_rows"].items()}
-        t = index["triplets"]
-        self.triplets = TripletTable(
-            categories=np.asarray(t["category"], dtype=object).astype(str),
-            splits=np.asarray(t["split"], dtype=object).astype(str),
-            file_index=np.asarray(t["file_index"], dtype=np.int64),
-            reference_rows=np.asarray(t["reference_row"], dtype=np.int64),
-            target_rows=np.asarray(t["target_row"], dtype=np.int64),
-            captions=[(a, b) for a, b in t["captions"]],
-        )
-        self.image_features: np.ndarray = np.load(root / IMAGES_FILE, mmap_mode="r")
-        self.text_features: np.ndarray = np.load(root / TEXTS_FILE, mmap_mode="r")
+        records = checked_records(manifest.get("files"), root / MANIFEST_FILE)
+        self.image_features: np.ndarray = _load_array(root / IMAGES_FILE, records.get(IMAGES_FILE))
+        self.text_features: np.ndarray = _load_array(root / TEXTS_FILE, records.get(TEXTS_FILE))
         self._validate_shapes()
+        for name in (IMAGES_FILE, TEXTS_FILE):
+            verify_file(root / name, records.get(name), recorded_in=root / MANIFEST_FILE, advice=REBUILD,
+                        remember=True)
 
     # ---------------------------------------------------------------- opening
     @classmethod
@@ -101,19 +114,32 @@ class FeatureCache:
         if not manifest_path.exists():
             raise CacheMismatchError(_not_a_cache(root))
         manifest = _read_json(manifest_path)
+        if not isinstance(manifest, dict):
+            raise CacheMismatchError(f"{manifest_path}: not a feature cache manifest (a JSON {_json_kind(manifest)}, "
+                                     f"expected an object); {REBUILD}")
         if manifest.get("format_version") != FORMAT_VERSION:
             raise CacheMismatchError(f"{manifest_path}: cache format {manifest.get('format_version')!r}, "
                                      f"this cirlab reads format {FORMAT_VERSION}; extract the cache again")
+        dim = manifest.get("dim")
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+            raise CacheMismatchError(f"{manifest_path}: malformed manifest (dim is {dim!r}, expected a positive "
+                                     f"integer); {REBUILD}")
         for name in (IMAGES_FILE, TEXTS_FILE, INDEX_FILE):
             if not (root / name).exists():
                 raise CacheMismatchError(f"{root / name}: missing from the feature cache")
+        records = checked_records(manifest.get("files"), manifest_path)
         if expect:
             differences = identity_differences(expect, manifest, [key for key, value in expect.items()
                                                                   if value is not None])
             if differences:
                 raise CacheMismatchError(f"{manifest_path}: stale or mismatched cache "
                                          f"({describe_differences(differences, 'expected', 'cache has')})")
-        return cls(root, manifest, _read_json(root / INDEX_FILE))
+        index_path = root / INDEX_FILE
+        try:
+            data = read_verified(index_path, records.get(INDEX_FILE), recorded_in=manifest_path, advice=REBUILD)
+        except OSError as exc:
+            raise CacheMismatchError(f"{index_path}: unreadable ({exc.strerror or exc})") from None
+        return cls(root, manifest, _parse_json(data, index_path))
 
     def _validate_shapes(self) -> None:
         dim = self.manifest.get("dim")
@@ -124,6 +150,9 @@ class FeatureCache:
         if texts.ndim != 3 or texts.shape != (len(self.triplets), len(CAPTION_FORMS), dim):
             problems.append(f"{TEXTS_FILE} has shape {texts.shape}, "
                             f"expected ({len(self.triplets)}, {len(CAPTION_FORMS)}, {dim})")
+        recorded_dtype = self.manifest.get("dtype")
+        if recorded_dtype is not None and str(images.dtype) != recorded_dtype:
+            problems.append(f"{IMAGES_FILE} holds {images.dtype}, the manifest records {recorded_dtype}")
         if problems:
             raise CacheMismatchError(f"{self.root}: inconsistent cache: {'; '.join(problems)}")
 
@@ -178,25 +207,28 @@ def write_cache(root: str | Path, *, image_ids: list[str], image_features: np.nd
     ``triplets`` holds one dict per row of ``text_features`` with keys ``category``, ``split``,
     ``file_index``, ``reference_row``, ``target_row`` and ``captions``. ``manifest`` holds at
     least ``model``, ``preprocess`` and ``data_fingerprint``; ``dim``, ``dtype``, the caption forms
-    and the format version are filled in here. ``image_hashes`` holds one content hash per image
-    (equal hashes = identical pixels), used by the false-negative guard.
+    and the format version are filled in here, with the size and sha256 of every other file
+    (``files``, checked by :meth:`FeatureCache.open`). ``image_hashes`` holds one content hash per
+    image (equal hashes = identical pixels), used by the false-negative guard.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     (root / MANIFEST_FILE).unlink(missing_ok=True)  # the cache is incomplete until the manifest is back
     image_features = np.ascontiguousarray(image_features)
     text_features = np.ascontiguousarray(text_features)
+    files = {}
     for name, array in ((IMAGES_FILE, image_features), (TEXTS_FILE, text_features)):
         with atomic_path(root / name) as tmp, open(tmp, "wb") as handle:
             np.save(handle, array)
-    columns = ("category", "split", "file_index", "reference_row", "target_row", "captions")
+        files[name] = file_record(root / name)
     index = {
         "image_ids": list(image_ids),
         "image_hashes": list(image_hashes) if image_hashes is not None else None,
         "split_rows": {key: [int(r) for r in rows] for key, rows in split_rows.items()},
-        "triplets": {column: [t[column] for t in triplets] for column in columns},
+        "triplets": {column: [t[column] for t in triplets] for column in TRIPLET_COLUMNS},
     }
     atomic_write_json(root / INDEX_FILE, index)
+    files[INDEX_FILE] = file_record(root / INDEX_FILE)
     full_manifest = {
         **manifest,
         "format_version": FORMAT_VERSION,
@@ -206,6 +238,7 @@ def write_cache(root: str | Path, *, image_ids: list[str], image_features: np.nd
         "num_triplets": len(triplets),
         "caption_forms": list(CAPTION_FORMS),
         "eval_form_index": EVAL_FORM_INDEX,
+        "files": files,
     }
     atomic_write_json(root / MANIFEST_FILE, full_manifest)
     return root
@@ -224,6 +257,123 @@ def _not_a_cache(root: Path) -> str:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CacheMismatchError(f"{path}: unreadable ({exc})") from None
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CacheMismatchError(f"{path}: unreadable ({exc.strerror or exc})") from None
+    return _parse_json(data, path)
+
+
+def _parse_json(data: bytes, path: Path) -> Any:
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CacheMismatchError(f"{path}: unreadable ({type(exc).__name__}: {exc}); {REBUILD}") from None
+
+
+def _load_array(path: Path, record: dict[str, Any] | None) -> np.ndarray:
+    """The array in ``path``, memory-mapped; a file ``np.load`` cannot map, or that holds no floats, is an error.
+
+    A file that fails to map and whose size differs from ``record`` is reported as truncated.
+    """
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        verify_file(path, record, recorded_in=path.parent / MANIFEST_FILE, advice=REBUILD)  # damage, if recorded
+        problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CacheMismatchError(f"{path}: unreadable feature array ({problem}); {REBUILD}") from None
+    if not isinstance(array, np.ndarray):  # an .npz archive under the array's name
+        array.close()
+        raise CacheMismatchError(f"{path}: not a .npy array (an .npz archive?); {REBUILD}")
+    if array.dtype.kind != "f":
+        raise CacheMismatchError(f"{path}: holds {array.dtype} values, expected floating-point features; {REBUILD}")
+    return array
+
+
+def _parse_index(index: Any, path: Path) -> tuple[list[str], list[str], dict[str, np.ndarray], TripletTable]:
+    """Image ids, image hashes, split rows and the triplet table of a parsed ``index.json``, each checked.
+
+    Every row number must name an image of the cache (a target row may be -1: withheld), so that a
+    damaged index fails here, in one line, rather than as an ``IndexError`` deep in training.
+    """
+
+    def malformed(problem: str) -> CacheMismatchError:
+        return CacheMismatchError(f"{path}: malformed cache index ({problem}); {REBUILD}")
+
+    if not isinstance(index, dict):
+        raise malformed(f"a JSON {_json_kind(index)}, expected an object")
+    for key, kind in (("image_ids", list), ("split_rows", dict), ("triplets", dict)):
+        if key not in index:
+            raise malformed(f"no {key!r}")
+        if not isinstance(index[key], kind):
+            raise malformed(f"{key!r} is a JSON {_json_kind(index[key])}, expected a JSON {_json_kind(kind())}")
+    image_ids = index["image_ids"]
+    if not _all_of_type(image_ids, str):
+        raise malformed("'image_ids' holds a value that is not a string")
+    count = len(image_ids)
+    hashes = index.get("image_hashes")
+    if hashes is None:
+        hashes = [""] * count
+    elif not isinstance(hashes, list) or len(hashes) != count or not _all_of_type(hashes, str):
+        raise malformed(f"'image_hashes' is not a list of {count} strings, one per image")
+
+    def numbers(values: Any, what: str) -> np.ndarray:
+        array = _whole_numbers(values)
+        if array is None:
+            raise malformed(f"{what} is not a list of whole numbers")
+        return array
+
+    def rows(values: Any, what: str, low: int = 0) -> np.ndarray:
+        array = numbers(values, what)
+        outside = array[(array < low) | (array >= count)]
+        if len(outside):
+            raise malformed(f"{what} names image row {int(outside[0])}, but the cache holds {count} images")
+        return array
+
+    split_rows = {str(key): rows(value, f"split {key!r}") for key, value in index["split_rows"].items()}
+    table = index["triplets"]
+    missing = [column for column in TRIPLET_COLUMNS if column not in table]
+    if missing:
+        raise malformed(f"the triplet table lacks {', '.join(missing)}")
+    lengths = {len(table[column]) if isinstance(table[column], list) else -1 for column in TRIPLET_COLUMNS}
+    if len(lengths) != 1 or -1 in lengths:
+        raise malformed("the triplet columns are not lists of one length")
+    for column in ("category", "split"):
+        if not _all_of_type(table[column], str):
+            raise malformed(f"triplet column {column!r} holds a value that is not a string")
+    captions = table["captions"]
+    if not (_all_of_type(captions, list) and set(map(len, captions)) <= {2}
+            and _all_of_type(chain.from_iterable(captions), str)):
+        raise malformed("triplet column 'captions' holds a value that is not a pair of strings")
+    triplets = TripletTable(
+        categories=np.asarray(table["category"], dtype=object).astype(str),
+        splits=np.asarray(table["split"], dtype=object).astype(str),
+        file_index=numbers(table["file_index"], "triplet column 'file_index'"),
+        reference_rows=rows(table["reference_row"], "triplet column 'reference_row'"),
+        target_rows=rows(table["target_row"], "triplet column 'target_row'", low=-1),  # -1: target withheld
+        captions=[(a, b) for a, b in captions],
+    )
+    return image_ids, hashes, split_rows, triplets
+
+
+def _whole_numbers(values: Any) -> np.ndarray | None:
+    """``values`` (a JSON list of integers) as int64, or ``None`` when it is anything else."""
+    if not isinstance(values, list):
+        return None
+    if not values:
+        return np.zeros(0, dtype=np.int64)
+    try:
+        array = np.asarray(values)
+    except ValueError:  # a ragged nested list
+        return None
+    return array.astype(np.int64) if array.ndim == 1 and array.dtype.kind in "iu" else None
+
+
+def _all_of_type(values: Iterable[Any], kind: type) -> bool:
+    """Whether every one of ``values`` is exactly a ``kind`` (as JSON decoding makes them); C-speed on long lists."""
+    return set(map(type, values)) <= {kind}
+
+
+def _json_kind(value: Any) -> str:
+    """The JSON name of ``value``'s type, for messages."""
+    kinds = ((bool, "boolean"), (dict, "object"), (list, "array"), (str, "string"), ((int, float), "number"))
+    return next((name for kind, name in kinds if isinstance(value, kind)), "null")

@@ -10,12 +10,19 @@ The manifest ties the index to the feature cache it was built from (the cache's 
 and lists the gallery ids in index order with each id's categories (an image may belong to two
 categories: FashionIQ's shirt and toptee splits share images). Scores are inner products of unit
 vectors, that is cosine similarities.
+
+The manifest also records the size and sha256 of ``index.faiss`` (``files``, see :mod:`cirlab.hashing`),
+checked on every load before faiss reads the file (an index holds one split's gallery: FashionIQ's
+15k val images at 640 dimensions are 40 MB, about 25 ms to hash), so damaged bytes are refused in one
+line instead of ranking the gallery by garbage; an index written before the record existed loads
+unchecked. As a last guard, a search whose scores leave [-1, 1] (beyond float rounding) is an error
+naming the index file: no cosine similarity can.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +30,7 @@ import numpy as np
 
 from cirlab.errors import CacheMismatchError
 from cirlab.features.identity import check_identity
+from cirlab.hashing import DamagedFileError, checked_records, file_record, verify_file
 from cirlab.io import atomic_path, atomic_write_json
 from cirlab.search.errors import QueryError
 
@@ -33,6 +41,10 @@ FORMAT_VERSION = 1
 INDEX_FILE = "index.faiss"
 MANIFEST_FILE = "manifest.json"
 INDEX_KINDS: tuple[str, ...] = ("flat", "ivf")
+#: What to do about a damaged or malformed index.
+REBUILD = "build the index again with `cirlab index`"
+#: How far a query's norm may exceed 1, and a score's magnitude (1 + 3x this) may exceed 1, through rounding.
+UNIT_TOLERANCE = 1e-3
 
 
 @dataclass
@@ -52,6 +64,7 @@ class IndexManifest:
     ivf_recall_at_10: float | None = None  # IVF only: overlap of its top 10 with the exact top 10
     recall_queries: int = 0  # IVF only: queries that recall was measured on
     extra: dict[str, Any] = field(default_factory=dict)  # anything else a newer writer added
+    files: dict[str, Any] = field(default_factory=dict)  # size and sha256 of index.faiss, set by write_index
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, with the format version."""
@@ -60,29 +73,40 @@ class IndexManifest:
             "size": len(self.ids), "nlist": self.nlist, "nprobe": self.nprobe,
             "ivf_recall_at_10": self.ivf_recall_at_10, "recall_queries": self.recall_queries,
             "split": self.split, "categories": self.categories(), "features": self.features,
-            "encoder": self.encoder, "data_root": self.data_root, **self.extra,
+            "encoder": self.encoder, "data_root": self.data_root, **self.extra, "files": self.files,
             "ids": self.ids, "id_categories": self.id_categories,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], path: Path) -> IndexManifest:
         """Read a manifest dict; a missing key or wrong format version is a one-line error naming ``path``."""
+        if not isinstance(data, dict):
+            kind = "array" if isinstance(data, list) else type(data).__name__
+            raise CacheMismatchError(f"{path}: not an index manifest (a JSON {kind}, expected an object); {REBUILD}")
         if data.get("format_version") != FORMAT_VERSION:
             raise CacheMismatchError(f"{path}: index format {data.get('format_version')!r}, this cirlab reads "
                                      f"format {FORMAT_VERSION}; build the index again with `cirlab index`")
         known = {"format_version", "kind", "metric", "dim", "size", "nlist", "nprobe", "ivf_recall_at_10",
                  "recall_queries", "split", "categories", "features", "encoder", "data_root", "ids",
-                 "id_categories"}
+                 "id_categories", "files"}
         try:
-            manifest = cls(kind=data["kind"], dim=int(data["dim"]), ids=list(data["ids"]),
-                           id_categories=[list(c) for c in data["id_categories"]], split=data["split"],
+            ids, id_categories = data["ids"], data["id_categories"]
+            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+                raise TypeError("'ids' is not a list of strings")
+            if not isinstance(id_categories, list) or not all(
+                    isinstance(c, list) and all(isinstance(name, str) for name in c) for c in id_categories):
+                raise TypeError("'id_categories' is not a list of lists of strings")
+            manifest = cls(kind=data["kind"], dim=int(data["dim"]), ids=list(ids),
+                           id_categories=[list(c) for c in id_categories], split=data["split"],
                            features=dict(data["features"]), encoder=dict(data["encoder"]),
                            data_root=data.get("data_root"), nlist=data.get("nlist"), nprobe=data.get("nprobe"),
                            ivf_recall_at_10=data.get("ivf_recall_at_10"),
                            recall_queries=int(data.get("recall_queries") or 0),
-                           extra={k: v for k, v in data.items() if k not in known})
+                           extra={k: v for k, v in data.items() if k not in known},
+                           files=checked_records(data.get("files"), path))
         except (KeyError, TypeError, ValueError) as exc:
-            raise CacheMismatchError(f"{path}: malformed index manifest ({type(exc).__name__}: {exc})") from None
+            raise CacheMismatchError(f"{path}: malformed index manifest ({type(exc).__name__}: {exc}); "
+                                     f"{REBUILD}") from None
         if manifest.kind not in INDEX_KINDS:
             raise CacheMismatchError(f"{path}: unknown index kind {manifest.kind!r}")
         if len(manifest.id_categories) != len(manifest.ids):
@@ -136,6 +160,7 @@ class GalleryIndex:
         if not index_path.exists():
             raise CacheMismatchError(f"{index_path}: missing from the index folder")
         manifest = IndexManifest.from_dict(_read_json(manifest_path), manifest_path)
+        verify_file(index_path, manifest.files.get(INDEX_FILE), recorded_in=manifest_path, advice=REBUILD)
         try:
             index = faiss.read_index(str(index_path))
         except RuntimeError as exc:
@@ -201,6 +226,8 @@ class GalleryIndex:
         Returns ``(scores [Q, k], positions [Q, k])``; when fewer than ``k`` items qualify the tail
         holds position -1. ``category`` restricts the search to that category's items (a faiss
         ID selector, so the top ``k`` are the category's best, not a filtered global top ``k``).
+        A score outside [-1, 1] can only come from a damaged index: it raises
+        :class:`~cirlab.hashing.DamagedFileError` naming the index file.
         """
         import faiss
 
@@ -209,6 +236,8 @@ class GalleryIndex:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.dim:
             raise ValueError(f"queries must have shape [Q, {self.dim}], got {queries.shape}")
+        if len(queries) and not float(np.linalg.norm(queries, axis=1).max()) <= 1 + UNIT_TOLERANCE:
+            raise ValueError("queries must be L2-normalised (scores are cosine similarities)")
         selector = None
         if category is not None:
             self.check_category(category)
@@ -220,11 +249,21 @@ class GalleryIndex:
         if selector is not None:
             params.sel = selector
         scores, positions = self.index.search(queries, k, params=params)
+        self._check_scores(scores, positions)
         return scores, positions
+
+    def _check_scores(self, scores: np.ndarray, positions: np.ndarray) -> None:
+        """Refuse scores no cosine similarity can have (the stored vectors are damaged)."""
+        found = scores[positions >= 0]
+        bad = found[~(np.abs(found) <= 1 + 3 * UNIT_TOLERANCE)]  # NaN fails the test too
+        if len(bad):
+            raise DamagedFileError(f"{self.root / INDEX_FILE}: returned the score {float(bad[0]):.6g}, which no "
+                                   f"cosine similarity can have: the index is damaged; {REBUILD}")
 
 
 def write_index(root: str | Path, index: Any, manifest: IndexManifest) -> Path:
-    """Write ``index`` and ``manifest`` into the folder ``root`` atomically, the manifest last.
+    """Write ``index`` and ``manifest`` into the folder ``root`` atomically, the manifest last, recording
+    the size and sha256 of the index file in the manifest.
 
     The old manifest is removed first, so an interrupted rebuild leaves a folder that
     :meth:`GalleryIndex.load` refuses rather than a new index described by an old manifest.
@@ -236,7 +275,8 @@ def write_index(root: str | Path, index: Any, manifest: IndexManifest) -> Path:
     (root / MANIFEST_FILE).unlink(missing_ok=True)
     with atomic_path(root / INDEX_FILE) as tmp:
         faiss.write_index(index, str(tmp))
-    atomic_write_json(root / MANIFEST_FILE, manifest.to_dict())
+        record = file_record(tmp)
+    atomic_write_json(root / MANIFEST_FILE, replace(manifest, files={INDEX_FILE: record}).to_dict())
     return root
 
 
@@ -252,5 +292,5 @@ def _selector(positions: np.ndarray) -> Any:
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CacheMismatchError(f"{path}: unreadable ({exc})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CacheMismatchError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None

@@ -35,6 +35,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from cirlab import __version__
+from cirlab.errors import CirlabError
 from cirlab.search.errors import QueryError, UnknownItemError
 from cirlab.search.query import SearchEngine
 from cirlab.serve.access import TokenCheck, check_token
@@ -119,6 +120,12 @@ def create_app(engine: SearchEngine, data_root: str | Path | None = None, *, lim
                     for e in exc.errors()]
         first = exc.errors()[0].get("loc", ("", "request")) if exc.errors() else ("", "request")
         return JSONResponse({"detail": "; ".join(problems), "field": str(first[-1])}, status_code=422)
+
+    @app.exception_handler(CirlabError)
+    async def cirlab_error(request: Request, exc: CirlabError) -> JSONResponse:
+        # A damaged index or a refused score: the service's own fault, said in one line (no traceback).
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": str(exc), "field": None}, status_code=500)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
