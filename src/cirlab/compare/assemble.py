@@ -46,6 +46,11 @@ SEED_SYSTEM_RUN = "seed-system"
 REFERENCE_RUNS: frozenset[str] = frozenset({CONTRASTIVE_RUN, SEED_SYSTEM_RUN})
 
 
+def run_name(strategy: str, seed: int) -> str:
+    """``<strategy>/seed-<seed>``: a run's name, and its folder below ``OUT/runs``."""
+    return f"{strategy}/seed-{seed}"
+
+
 @dataclass(frozen=True)
 class RunEntry:
     """One run of a comparison, as ``comparison.json`` records it."""
@@ -61,7 +66,7 @@ class RunEntry:
     @property
     def name(self) -> str:
         """``<strategy>/seed-<seed>``."""
-        return f"{self.strategy}/seed-{self.seed}"
+        return run_name(self.strategy, self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""

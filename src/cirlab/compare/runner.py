@@ -32,7 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from cirlab.compare.analysis import KS
-from cirlab.compare.assemble import CONTRASTIVE_RUN, SEED_SYSTEM_RUN, SELECTED_CHECKPOINT, RunEntry, assemble
+from cirlab.compare.assemble import (
+    CONTRASTIVE_RUN,
+    SEED_SYSTEM_RUN,
+    SELECTED_CHECKPOINT,
+    RunEntry,
+    assemble,
+    run_name,
+)
 from cirlab.compare.result import Baseline, ComparisonResult
 from cirlab.compare.statistics import DEFAULT_DRAWS
 from cirlab.errors import CacheMismatchError, ConfigError
@@ -78,7 +85,7 @@ class RunPlan:
     @property
     def name(self) -> str:
         """``<strategy>/seed-<seed>``."""
-        return f"{self.strategy}/seed-{self.seed}"
+        return run_name(self.strategy, self.seed)
 
     @property
     def run_dir(self) -> Path:
@@ -235,7 +242,7 @@ def plan_runs(base: TrainConfig, strategies: Sequence[str], out: str | Path, *, 
     def add(name: str, config: TrainConfig, description: str, mines: bool) -> None:
         for seed in seeds:
             plans.append(RunPlan(name, seed, dataclasses.replace(
-                config, seed=seed, out=str(runs_dir / name / f"seed-{seed}"), eval_every=1, resume=True,
+                config, seed=seed, out=str(runs_dir / run_name(name, seed)), eval_every=1, resume=True,
                 stop_after_epochs=None), description, mines))
 
     for name in names:
