@@ -150,3 +150,12 @@ def test_the_synthetic_benchmarks_test_split_is_evaluated(tmp_path):
     data = json.loads((tmp_path / "test.json").read_text())
     assert data["split"] == "test" and data["num_queries"] > 0
     assert all(reasons["target_withheld"] == 0 for reasons in data["excluded_queries"].values())
+
+
+def test_query_accounting_says_where_every_query_went(tmp_path):
+    result = evaluate_fashioniq(random_cache(tmp_path / "cache"), sum_combine, show_progress=False)
+    accounting = result.query_accounting()
+    assert accounting["split"] == "val" and accounting["queries"]["shirt"] == 7 and accounting["gallery"]["shirt"] == 9
+    assert accounting["excluded_queries"] == result.excluded and accounting["outside_gallery_queries"] == \
+        result.outside_gallery
+    assert set(accounting["missing_images"]) == set(result.per_category)

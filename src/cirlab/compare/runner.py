@@ -371,7 +371,6 @@ def _evaluate_selected(plans: list[RunPlan], cache: FeatureCache, categories: li
     from cirlab.evaluation.fashioniq import FashionIQValidation
     from cirlab.evaluation.ranks import RANKS_FILE, ranks_of, read_ranks, write_ranks
     from cirlab.runtime import resolve_device
-    from cirlab.training.objective import query_accounting
 
     checkpoint = SELECTED_CHECKPOINT[selection]
     name = f"{TEST_SPLIT}/{checkpoint}"
@@ -386,7 +385,7 @@ def _evaluate_selected(plans: list[RunPlan], cache: FeatureCache, categories: li
             continue
         combiner, _ = load_combiner_for(cache, plan.run_dir / checkpoint, device=device)
         result = protocol.evaluate(combiner, show_progress=False)
-        accounting = query_accounting(result)
+        accounting = result.query_accounting()
         if name not in evaluations:
             write_ranks(path, {**evaluations, name: ranks_of(result)})
     return accounting

@@ -86,6 +86,18 @@ class EvaluationResult:
         return {c: {kind: len(r.outside_gallery.get(kind, [])) for kind in OUTSIDE_KINDS}
                 for c, r in self.per_category.items()}
 
+    def query_accounting(self) -> dict[str, Any]:
+        """Where the queries went, per category: ranked (against a gallery of how many images), left out by
+        reason, with an image outside the gallery, and the images the cache lacks."""
+        return {
+            "split": self.split,
+            "queries": {c: r.num_queries for c, r in self.per_category.items()},
+            "gallery": {c: r.gallery_size for c, r in self.per_category.items()},
+            "excluded_queries": self.excluded,
+            "outside_gallery_queries": self.outside_gallery,
+            "missing_images": {c: r.missing_images for c, r in self.per_category.items()},
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: metrics, per-category counts, query accounting and metadata."""
         return {

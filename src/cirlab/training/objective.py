@@ -21,6 +21,7 @@ of processes.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,7 +44,6 @@ from cirlab.evaluation.ranks import (
     read_ranks,
     write_ranks,
 )
-from cirlab.evaluation.results import EvaluationResult
 from cirlab.features.cache import FeatureCache
 from cirlab.features.identity import check_identity
 from cirlab.runtime import autocast, seed_everything
@@ -95,7 +95,7 @@ class CombinerObjective(ObjectiveBase):
             val_categories = evaluated_categories(cache, config.val_categories, config.categories, config.val_split)
             self.validation = FashionIQValidation(cache, categories=val_categories, split=config.val_split,
                                                   device=device, batch_size=config.eval_batch_size)
-        self.steps_done = 0
+        self.progress = 0.0  # share of training done at the current batch (set by batches())
         #: Per-query ranks of every validation so far, by evaluation name (written to RUN/ranks.npz).
         self.evaluations: dict[str, EvaluationRanks] = {}
         #: Which queries the validation ranked and which it left out, as `cirlab eval` reports them.
@@ -131,7 +131,9 @@ class CombinerObjective(ObjectiveBase):
             self.sampler.reset_stats()
         order = epoch_batches(len(self.data), epoch=epoch, seed=config.seed, batch_size=config.batch_size,
                               drop_last=config.drop_last, rank=self.ctx.rank, world_size=self.ctx.world_size)
-        for indices in order:
+        for position, indices in enumerate(order):
+            # the share of training done, for samplers with a schedule (the curriculum)
+            self.progress = ((epoch - 1) * self._steps_per_epoch + position) / max(1, self.total_steps)
             yield self.data.batch(torch.from_numpy(indices), self.batch_generator)
 
     def step(self, batch: Batch) -> StepOutput:
@@ -144,7 +146,6 @@ class CombinerObjective(ObjectiveBase):
         if self.sampler is not None:
             negatives, sample_time = self._mine(queries, batch)
         output = self.loss_model(queries, positives, negatives)
-        self.steps_done += 1
         return StepOutput(output.loss, {**(output.stats or {}), "sample_time_s": sample_time})
 
     def _mine(self, queries: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, float]:
@@ -153,9 +154,8 @@ class CombinerObjective(ObjectiveBase):
 
         self._synchronize()
         started = time.perf_counter()
-        # The engine counts steps; the sampler's schedule (the curriculum) sees the share of training done.
         # References and true matches only feed the sampler's negative ledger.
-        info = BatchInfo(categories=batch.categories, progress=(self.steps_done) / max(1, self.total_steps),
+        info = BatchInfo(categories=batch.categories, progress=self.progress,
                          references=batch.references, true_matches=batch.true_matches)
         with torch.no_grad():
             indices = self.sampler.sample(queries.detach(), batch.positives, info, self.config.num_negatives,
@@ -167,7 +167,7 @@ class CombinerObjective(ObjectiveBase):
     def epoch_stats(self) -> dict[str, float]:
         if self.sampler is None:
             return {}
-        counters = {str(k): float(v) for k, v in self.sampler.stats().items() if _is_number(v)}
+        counters = {key: value for key, value in self.sampler.stats().items() if not math.isnan(value)}
         summed = self.ctx.sum(counters, take_max=frozenset(type(self.sampler).gauge_stats))
         return {f"sampler/{key}": value for key, value in summed.items()}
 
@@ -175,7 +175,7 @@ class CombinerObjective(ObjectiveBase):
         result = self.validation.evaluate(self.combiner, show_progress=False)
         self.evaluations[evaluation_name(self.config.val_split, epoch)] = ranks_of(result)
         write_ranks(Path(self.config.out) / RANKS_FILE, self.evaluations)
-        self.query_accounting = query_accounting(result)
+        self.query_accounting = {**result.query_accounting(), "ranks_file": RANKS_FILE}
         metrics = {"val/headline": float(result.headline)}
         for k, value in result.mean.items():
             metrics[f"val/mean/R@{k}"] = float(value)
@@ -199,14 +199,13 @@ class CombinerObjective(ObjectiveBase):
     def state_dict(self) -> dict[str, Any]:
         return {"features": self.cache.identity(),
                 "loss": self.loss_fn.state_dict() if isinstance(self.loss_fn, nn.Module) else None,
-                "steps_done": self.steps_done, "evaluations": list(self.evaluations)}
+                "evaluations": list(self.evaluations)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         check_identity(state.get("features"), self.cache, what=Path(self.config.out) / LAST / STATE_FILE,
                        hint="resume on the feature cache the run was trained on, or start a new run")
         if isinstance(self.loss_fn, nn.Module) and state.get("loss"):
             self.loss_fn.load_state_dict(state["loss"])
-        self.steps_done = int(state.get("steps_done", 0))
         path = Path(self.config.out) / RANKS_FILE
         if self.ctx.is_main and path.is_file():  # keep the evaluations the checkpoint covers, drop any after it
             kept = set(state.get("evaluations") or [])
@@ -228,23 +227,3 @@ class CombinerObjective(ObjectiveBase):
     def _synchronize(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-
-
-def query_accounting(result: EvaluationResult) -> dict[str, Any]:
-    """Where a validation's queries went, per category: ranked, left out by reason, with an image outside the
-    gallery, and the images the cache lacks (the counts ``cirlab eval`` reports)."""
-    return {
-        "split": result.split,
-        "ranks_file": RANKS_FILE,
-        "queries": {c: r.num_queries for c, r in result.per_category.items()},
-        "gallery": {c: r.gallery_size for c, r in result.per_category.items()},
-        "excluded_queries": result.excluded,
-        "outside_gallery_queries": result.outside_gallery,
-        "missing_images": {c: r.missing_images for c, r in result.per_category.items()},
-    }
-
-
-def _is_number(value: Any) -> bool:
-    if isinstance(value, torch.Tensor):
-        return value.numel() == 1
-    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
