@@ -182,7 +182,7 @@ def test_bootstrap_is_deterministic_given_its_seed_and_json_ready():
     (STRATEGY, [BASELINE[0], {**BASELINE[1], "dress": np.arange(5)}], {}, "not paired"),
     (STRATEGY, [BASELINE[0], {"dress": BASELINE[1]["dress"], "shirt": BASELINE[1]["shirt"]}], {}, "not paired"),
     (STRATEGY, BASELINE, {"metrics": ("R@0",)}, "unknown metric"),
-    (STRATEGY, BASELINE, {"metrics": ("headline",), "headline_ks": ()}, "unknown metric"),
+    (STRATEGY, BASELINE, {"metrics": ("headline",), "headline": ()}, "unknown metric"),
     (STRATEGY, BASELINE, {"draws": 0}, "draws >= 1"),
     (STRATEGY, BASELINE, {"confidence": 1.0}, "confidence"),
     ([], [], {}, "at least one seed"),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cirlab.demo.options import DEFAULT_STRATEGIES, DemoOptions
+from cirlab.demo.options import CIRR_DEMO, DEFAULT_STRATEGIES, DemoOptions
 from cirlab.errors import ConfigError
 
 
@@ -38,3 +38,24 @@ def test_none_values_keep_the_current_ones_and_lists_become_tuples():
 def test_bad_options_are_refused(changes, message):
     with pytest.raises(ConfigError, match=message):
         DemoOptions().with_overrides(**changes)
+
+
+def test_the_fashioniq_demo_is_the_class_defaults():
+    assert DemoOptions.for_dataset("fashioniq") == DemoOptions()
+    assert DemoOptions.for_dataset("fashioniq", tiny=True, epochs=3) == DemoOptions.tiny(epochs=3)
+
+
+def test_the_cirr_demo_is_shorter_and_trains_on_cirrs_one_caption_form():
+    cirr = DemoOptions.for_dataset("cirr")
+    assert cirr.dataset == "cirr" and cirr.images_per_category == CIRR_DEMO["images_per_category"]
+    assert cirr.strategies == ("random", "semi-hard", "hard") and "category" not in cirr.strategies
+    assert cirr.seeds == 2 and not cirr.include_contrastive and not cirr.include_seed
+    assert ("caption_forms", [0]) in cirr.train_overrides
+    tiny = DemoOptions.for_dataset("cirr", tiny=True, seeds=3)
+    assert tiny.preset == "tiny" and tiny.images_per_category is None and tiny.seeds == 3
+    assert tiny.train_overrides == (*DemoOptions.tiny().train_overrides, ("caption_forms", [0]))
+
+
+def test_an_unknown_data_set_is_refused():
+    with pytest.raises(ConfigError, match=r"unknown demo data set 'coco'; use one of \['fashioniq', 'cirr'\]"):
+        DemoOptions.for_dataset("coco")

@@ -188,3 +188,56 @@ def test_an_unknown_strategy_is_refused_before_any_stage_runs(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown strategies \['bogus'\]"):
         run_demo(DemoOptions(out=tmp_path / "out", strategies=("random", "bogus")))
     assert not (tmp_path / "out" / "data").exists()
+
+
+def test_the_cirr_demo_writes_cirrs_layout_and_ends_with_the_test_server_files(tmp_path):
+    fashioniq = pipeline.build_stages(DemoOptions(out=tmp_path), {})
+    cirr = pipeline.build_stages(DemoOptions.for_dataset("cirr", out=tmp_path), {})
+    assert [s.name for s in fashioniq] == ["data", "encoder", "features", "compare"]
+    assert [s.name for s in cirr] == ["data", "encoder", "features", "compare", "submission"]
+    assert "format" not in fashioniq[0].options  # the FashionIQ demo's stage keys are those of earlier versions
+    assert cirr[0].options["format"] == "cirr" and cirr[-1].folder == tmp_path / "submission"
+
+
+def test_the_best_run_is_the_best_seed_of_the_best_strategy(tmp_path):
+    result = made_up_result(tmp_path)  # hard is best; its seed 1 has one hit more on test; selected on val
+    assert pipeline.best_run(result) == (tmp_path / "runs" / "hard" / "seed-1", "best")
+
+
+@pytest.fixture(scope="module")
+def tiny_cirr_demo(tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = tmp_path_factory.mktemp("demo") / "cirr"
+        return run_demo(DemoOptions.for_dataset("cirr", tiny=True, out=out))
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+def test_tiny_cirr_demo_reports_cirrs_metrics_and_writes_valid_submissions(tiny_cirr_demo):
+    from cirlab.data import open_dataset
+    from cirlab.evaluation.submission import METRICS, check_submission, dataset_pair_specs
+
+    out = tiny_cirr_demo.out
+    assert tiny_cirr_demo.ran == ["data", "encoder", "features", "compare", "submission"]
+    manifest = json.loads((out / "features" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["dataset"] == "cirr"
+    report = tiny_cirr_demo.report.read_text(encoding="utf-8")
+    assert "Rs@1" in report and "the mean of R@5 and Rs@1" in report and "CIRR protocol" in report
+    assert (tiny_cirr_demo.comparison.reported, tiny_cirr_demo.comparison.selection) == ("val", "last")  # no targets
+    assert tiny_cirr_demo.submission == out / "submission"
+    pairs, images = dataset_pair_specs(open_dataset(out / "data"), "test1")
+    for metric, (name, _) in METRICS.items():
+        assert check_submission(out / "submission" / name, pairs, images, metric=metric) == metric
+
+
+@pytest.mark.slow
+def test_tiny_cirr_demo_names_its_test_server_files(tiny_cirr_demo, capsys):
+    from cirlab.cli import main
+
+    assert main(["demo", "--dataset", "cirr", "--tiny", "--out", str(tiny_cirr_demo.out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("done earlier, skipping") == 5
+    assert f"test-server files: {tiny_cirr_demo.out / 'submission'}" in captured.out

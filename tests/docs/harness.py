@@ -10,6 +10,9 @@ the docs use, what a session builds once with the CLI itself:
 * ``FIQ``: a FashionIQ folder made of the real annotation files in ``../shared/data/fashioniq`` cut to the
   first triplets of every caption file, with a placeholder image (a solid colour) for every image id
   they name; without those files, the synthetic tiny data set (the same layout) stands in;
+* ``CIRR``: a CIRR folder made of the real val and test1 annotation files in ``../shared/data/cirr`` cut to
+  their first queries, with a placeholder image for every image those queries name; without those files, a
+  small hand-made CIRR folder stands in;
 * ``photo.jpg``: a placeholder photo to upload; ``docs/images/``: the folder some docs commands write into.
 
 Documented commands run in that folder: ``cirlab`` in-process through :func:`cirlab.cli.main`;
@@ -52,6 +55,9 @@ PROGRAMS = {"cirlab": "cirlab", ".venv/bin/cirlab": "cirlab", "python": "python"
             ".venv/bin/python": "python", "torchrun": "torchrun", "curl": "curl"}
 #: Triplets taken from the start of each real caption file for the ``FIQ`` folder.
 FIQ_TRIPLETS = {"train": 12, "val": 8, "test": 4}
+#: Queries taken from the start of each real CIRR caption file for the ``CIRR`` folder, and where its images go.
+CIRR_QUERIES = {"val": 8, "test1": 4}
+CIRR_FOLDERS = {"val": "dev", "test1": "test1"}
 FIXTURE_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("synth", "--out", "data/tiny", "--preset", "tiny"),
     ("extract", "--data", "data/tiny", "--model", "cirlab-vit-tiny", "--out", "features/tiny", "--workers", "0"),
@@ -198,6 +204,7 @@ class Workspace:
         for args in FIXTURE_COMMANDS:
             self.run_fixture(list(args))
         self.build_fiq(self.root / "FIQ")
+        self.build_cirr(self.root / "CIRR")
         write_image(self.root / "photo.jpg", (180, 40, 90), size=(40, 50))
         (self.root / "docs" / "images").mkdir(parents=True)
         triplets = json.loads((self.root / "data/tiny/captions/cap.dress.val.json").read_text(encoding="utf-8"))
@@ -216,6 +223,27 @@ class Workspace:
             for image_id in ids:
                 colour = tuple(hashlib.sha256(image_id.encode()).digest()[:3])
                 write_image(out / "images" / f"{image_id}.jpg", colour)
+
+    def build_cirr(self, out: Path) -> None:
+        """The first queries of the real CIRR val and test1 files, with placeholder images; else a hand-made one."""
+        from tests.data.cirr_builders import SHARED_CIRR, make_cirr
+
+        if not (SHARED_CIRR / "captions").is_dir():
+            make_cirr(out)
+            return
+        for split, count in CIRR_QUERIES.items():
+            queries = json.loads((SHARED_CIRR / "captions" / f"cap.rc2.{split}.json").read_text(encoding="utf-8"))
+            queries = queries[:count]
+            names = list(dict.fromkeys(name for q in queries for name in (
+                q["reference"], *([q["target_hard"]] if "target_hard" in q else []), *q["img_set"]["members"],
+                *q.get("target_soft", {}))))
+            paths = {name: f"./{CIRR_FOLDERS[split]}/{name}.png" for name in names}
+            for name, relative in paths.items():
+                write_image(out / relative, tuple(hashlib.sha256(name.encode()).digest()[:3]))
+            for folder, file_name, content in (("captions", f"cap.rc2.{split}.json", queries),
+                                               ("image_splits", f"split.rc2.{split}.json", paths)):
+                (out / "cirr" / folder).mkdir(parents=True, exist_ok=True)
+                (out / "cirr" / folder / file_name).write_text(json.dumps(content), encoding="utf-8")
 
     def run_fixture(self, args: list[str]) -> None:
         outcome = self.run_cli(args)

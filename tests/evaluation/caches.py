@@ -83,3 +83,54 @@ def naive_category_ranks(cache: FeatureCache, category: str, combine=sum_combine
 def naive_recall(ranks: list[int | None], k: int) -> float:
     """Recall@K in percent from naive ranks (None = miss)."""
     return 100.0 * sum(r is not None and r < k for r in ranks) / len(ranks)
+
+
+def cirr_cache(root: Path, images: int = 30, queries: int = 25, test_images: int = 20, test_queries: int = 12,
+               dim: int = 8, seed: int = 0, duplicates: int = 4) -> FeatureCache:
+    """A CIRR-kind cache: one category ``all``, one caption form, pair ids and six-image subsets (reference and
+    target among them) for a val split with targets and a test1 split without; the first ``duplicates`` val
+    images repeat the features of the next ones, so that ties occur."""
+    rng = np.random.default_rng(seed)
+    features = rng.standard_normal((images + test_images, dim)).astype(np.float32)
+    features[:duplicates] = features[duplicates:2 * duplicates]
+    split_rows = {"all.val": list(range(images)), "all.test1": list(range(images, images + test_images))}
+    records = []
+    for split, rows, count, has_target in (("val", split_rows["all.val"], queries, True),
+                                           ("test1", split_rows["all.test1"], test_queries, False)):
+        for i in range(count):
+            members = [int(r) for r in rng.choice(rows, size=6, replace=False)]
+            reference, target = members[0], members[int(rng.integers(1, 6))]
+            twin = duplicates + int(rng.integers(0, duplicates))
+            if split == "val" and i % 5 == 1 and twin != target:  # a twin's removal must not remove the other
+                reference = members[0] = twin
+            records.append({"category": "all", "split": split, "file_index": i, "reference_row": reference,
+                            "target_row": target if has_target else -1, "captions": [f"caption {split} {i}"],
+                            "query_id": str(1000 * (split == "test1") + 7 * i),
+                            "subset_rows": sorted(set(members)), "soft_targets": [[target, 1.0]] if has_target else []})
+    text = rng.standard_normal((len(records), 1, dim)).astype(np.float32)
+    write_cache(root, image_ids=[f"img-{i}" for i in range(len(features))], image_features=features,
+                split_rows=split_rows, triplets=records, text_features=text,
+                manifest={"model": "test-model", "pretrained": "none", "preprocess": {"kind": "targetpad"},
+                          "data_fingerprint": "fp", "dataset": "cirr"})
+    return FeatureCache.open(root)
+
+
+def naive_cirr_ranks(cache: FeatureCache, combine=sum_combine, split: str = "val") -> list[tuple[int, int]]:
+    """Per query, (rank of the target without the reference, rank within the subset without the reference), by a
+    stable descending sort of the scores (ties by gallery position), one query at a time."""
+    gallery_rows = [int(r) for r in cache.split_rows("all", split)]
+    gallery = F.normalize(torch.from_numpy(np.asarray(cache.image_features[gallery_rows])).float(), dim=-1)
+    out = []
+    for position in cache.triplets.select(["all"], split):
+        reference = int(cache.triplets.reference_rows[position])
+        target = int(cache.triplets.target_rows[position])
+        image = torch.from_numpy(np.array(cache.image_features[reference: reference + 1])).float()
+        text = torch.from_numpy(np.array(cache.text_features[position: position + 1, 0])).float()
+        with torch.no_grad():
+            query = F.normalize(combine(image, text), dim=-1)
+        scores = (query @ gallery.T)[0].tolist()
+        order = sorted(range(len(gallery_rows)), key=lambda j: (-scores[j], j))
+        ranking = [gallery_rows[j] for j in order if gallery_rows[j] != reference]
+        subset = [row for row in ranking if row in set(cache.triplets.subset_rows[position].tolist())]
+        out.append((ranking.index(target), subset.index(target)))
+    return out

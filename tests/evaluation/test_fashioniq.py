@@ -4,11 +4,11 @@ import torch
 
 from cirlab.data import CATEGORIES, FashionIQ, MissingReport
 from cirlab.errors import CacheMismatchError, ConfigError
-from cirlab.evaluation.fashioniq import (
+from cirlab.evaluation import (
     FashionIQValidation,
     NonFiniteQueriesError,
     category_queries,
-    evaluate_fashioniq,
+    evaluate_cache,
     evaluated_categories,
 )
 from cirlab.evaluation.recall import OUTSIDE_GALLERY
@@ -18,7 +18,7 @@ from .caches import build_cache, naive_category_ranks, naive_recall, random_cach
 
 def test_recall_matches_a_naive_loop_per_category(tmp_path):
     cache = random_cache(tmp_path)
-    result = evaluate_fashioniq(cache, sum_combine, batch_size=4)
+    result = evaluate_cache(cache, sum_combine, batch_size=4)
     assert list(result.per_category) == ["dress", "shirt", "toptee"]
     for category, r in result.per_category.items():
         naive = naive_category_ranks(cache, category)
@@ -30,7 +30,7 @@ def test_recall_matches_a_naive_loop_per_category(tmp_path):
 
 def test_means_and_headline_by_hand(tmp_path):
     cache = random_cache(tmp_path)
-    result = evaluate_fashioniq(cache, sum_combine)
+    result = evaluate_cache(cache, sum_combine)
     per = {c: r.recall for c, r in result.per_category.items()}
     for k in (1, 5, 10, 50):
         assert result.mean[k] == pytest.approx((per["dress"][k] + per["shirt"][k] + per["toptee"][k]) / 3)
@@ -48,7 +48,7 @@ def test_hand_made_ranks_with_exact_ties_and_the_reference_in_the_gallery(tmp_pa
     text[2, 0] = 3 * eye[3]  # query 2 = image 0 + 3*e3: e3 first, then the duplicates e0; target row 0 is third
     triplets = [("dress", "val", 0, 3, 2), ("dress", "val", 1, 1, 1), ("dress", "val", 2, 0, 0)]
     cache = build_cache(tmp_path, images, {"dress.val": [0, 1, 2, 3, 4]}, triplets, text_features=text)
-    result = evaluate_fashioniq(cache, sum_combine)
+    result = evaluate_cache(cache, sum_combine)
     assert result.per_category["dress"].ranks.tolist() == [1, 0, 1]
     assert naive_category_ranks(cache, "dress") == [1, 0, 1]
     assert result.per_category["dress"].recall == {1: pytest.approx(100 / 3), 5: 100.0, 10: 100.0, 50: 100.0}
@@ -61,7 +61,7 @@ def test_targets_outside_the_gallery_are_kept_as_misses_and_counted(tmp_path):
     triplets = [("dress", "val", 0, 0, 1), ("dress", "val", 1, 2, 6),  # target in the train split
                 ("dress", "val", 2, 7, 3), ("dress", "val", 3, 1, 4)]  # reference in the train split
     cache = build_cache(tmp_path, images, split_rows, triplets)
-    r = evaluate_fashioniq(cache, sum_combine).per_category["dress"]
+    r = evaluate_cache(cache, sum_combine).per_category["dress"]
     assert r.num_queries == 4
     assert r.outside_gallery == {"target": [1], "reference": [2]}
     assert r.ranks[1] == OUTSIDE_GALLERY
@@ -78,7 +78,7 @@ def test_missing_image_queries_are_counted_from_the_manifest(tmp_path):
     triplets = [("dress", "val", 0, 0, 1), ("dress", "val", 2, 2, 3), ("dress", "val", 4, 4, 5)]
     cache = build_cache(tmp_path, images, {"dress.val": list(range(6))}, triplets,
                         manifest={"missing": report.to_dict()})
-    result = evaluate_fashioniq(cache, sum_combine)
+    result = evaluate_cache(cache, sum_combine)
     r = result.per_category["dress"]
     assert r.num_queries == 3 and r.file_indices.tolist() == [0, 2, 4]
     assert result.excluded == {"dress": {"missing_image": 2, "target_withheld": 0}}
@@ -95,19 +95,19 @@ def test_split_without_targets_is_refused_and_withheld_targets_counted(tmp_path)
     cache = build_cache(tmp_path, images, {"dress.test": [0, 1, 2, 3]}, triplets)
     assert category_queries(cache, "dress", "test").excluded["target_withheld"] == [0, 1]
     with pytest.raises(CacheMismatchError, match="no rankable dress/test queries.*2 target withheld"):
-        evaluate_fashioniq(cache, sum_combine, split="test")
+        evaluate_cache(cache, sum_combine, split="test")
 
 
 def test_category_selection_and_errors(tmp_path):
     cache = random_cache(tmp_path)
-    result = evaluate_fashioniq(cache, sum_combine, categories=["shirt"])
+    result = evaluate_cache(cache, sum_combine, categories=["shirt"])
     assert list(result.per_category) == ["shirt"]
     with pytest.raises(CacheMismatchError, match="holds no images of shoes.val"):
-        evaluate_fashioniq(cache, sum_combine, categories=["shoes"])
+        evaluate_cache(cache, sum_combine, categories=["shoes"])
     with pytest.raises(ConfigError, match="listed twice"):
-        evaluate_fashioniq(cache, sum_combine, categories=["shirt", "shirt"])
+        evaluate_cache(cache, sum_combine, categories=["shirt", "shirt"])
     with pytest.raises(CacheMismatchError, match="no 'test' split"):
-        evaluate_fashioniq(cache, sum_combine, split="test")
+        evaluate_cache(cache, sum_combine, split="test")
 
 
 def test_module_combiner_is_evaluated_in_eval_mode_without_gradients(tmp_path):
@@ -150,7 +150,7 @@ def test_evaluated_categories_default_to_those_with_a_train_and_a_validation_spl
 def test_non_finite_queries_are_an_error(tmp_path):
     cache = random_cache(tmp_path)
     with pytest.raises(NonFiniteQueriesError, match="non-finite"):
-        evaluate_fashioniq(cache, lambda image, text: image * float("nan"))
+        evaluate_cache(cache, lambda image, text: image * float("nan"))
 
 
 def test_non_finite_gallery_features_are_a_cache_error(tmp_path):
@@ -158,7 +158,7 @@ def test_non_finite_gallery_features_are_a_cache_error(tmp_path):
     images[2, 1] = np.nan
     cache = build_cache(tmp_path, images, {"dress.val": [0, 1, 2]}, [("dress", "val", 0, 0, 1)])
     with pytest.raises(CacheMismatchError, match="non-finite image features in the dress/val gallery"):
-        evaluate_fashioniq(cache, sum_combine)
+        evaluate_cache(cache, sum_combine)
 
 
 def test_protocol_counts_on_the_real_fashioniq_val_files(real_fashioniq, tmp_path):
@@ -174,7 +174,7 @@ def test_protocol_counts_on_the_real_fashioniq_val_files(real_fashioniq, tmp_pat
     features = np.random.default_rng(6).standard_normal((len(ids), 4)).astype(np.float32)
     cache = build_cache(tmp_path, features, split_rows, triplets)
 
-    result = evaluate_fashioniq(cache, sum_combine)
+    result = evaluate_cache(cache, sum_combine)
     counts = {c: (r.gallery_size, r.num_queries) for c, r in result.per_category.items()}
     assert counts == {"dress": (3817, 2017), "shirt": (6346, 2038), "toptee": (5373, 1961)}
     assert sum(len(v) for v in empty_caption_queries.values()) > 0
@@ -184,3 +184,20 @@ def test_protocol_counts_on_the_real_fashioniq_val_files(real_fashioniq, tmp_pat
         assert sorted(r.file_indices.tolist()) == list(range(r.num_queries))
     assert result.excluded == {c: {"missing_image": 0, "target_withheld": 0} for c in CATEGORIES}
     assert result.outside_gallery == {c: {"target": 0, "reference": 0} for c in CATEGORIES}
+
+
+def test_the_triplet_gallery_ranks_against_the_images_of_the_split_s_triplets_and_says_so(tmp_path):
+    cache = random_cache(tmp_path)
+    full = evaluate_cache(cache, sum_combine, show_progress=False)
+    small = evaluate_cache(cache, sum_combine, gallery="triplets", show_progress=False)
+    assert (full.gallery, small.gallery) == ("split", "triplets")
+    for category, r in small.per_category.items():
+        positions = cache.triplets.select([category], "val")
+        used = set(cache.triplets.reference_rows[positions]) | set(cache.triplets.target_rows[positions])
+        assert r.gallery_size == len(used) < full.per_category[category].gallery_size
+        assert all(a <= b for a, b in zip(r.ranks, full.per_category[category].ranks))  # fewer competitors
+    document = small.to_dict()
+    assert document["gallery"]["name"] == "triplets" and "gallery: triplets" in small.format_table()
+    assert small.query_accounting()["gallery_name"] == "triplets"
+    with pytest.raises(ConfigError, match="unknown FashionIQ gallery"):
+        evaluate_cache(cache, sum_combine, gallery="everything")

@@ -7,7 +7,7 @@ import torch
 from cirlab import cli
 from cirlab.combiners import CombinerFileError, build_combiner, resolve_checkpoint, save_combiner
 from cirlab.errors import CacheMismatchError, ConfigError
-from cirlab.evaluation import evaluate, evaluate_fashioniq
+from cirlab.evaluation import evaluate, evaluate_cache
 from cirlab.features.cache import MANIFEST_FILE
 
 from .caches import random_cache, sum_combine
@@ -17,7 +17,7 @@ def test_evaluate_sum_by_name_matches_the_library_call_and_writes_json(tmp_path)
     cache = random_cache(tmp_path / "cache")
     out = tmp_path / "out" / "results.json"
     result = evaluate(tmp_path / "cache", combiner="sum", out=out, device="cpu")
-    expected = evaluate_fashioniq(cache, sum_combine)
+    expected = evaluate_cache(cache, sum_combine)
     assert result.mean == pytest.approx(expected.mean)
     data = json.loads(out.read_text())
     assert data["metrics"]["mean"] == pytest.approx({f"R@{k}": v for k, v in expected.mean.items()})
@@ -36,7 +36,7 @@ def test_evaluate_a_run_folder_uses_its_best_checkpoint(tmp_path):
     save_combiner(trained, tmp_path / "run" / "best", extra={"epoch": 3})
     assert resolve_checkpoint(tmp_path / "run") == tmp_path / "run" / "best"
     result = evaluate(tmp_path / "cache", checkpoint=tmp_path / "run", device="cpu")
-    expected = evaluate_fashioniq(cache, trained.eval())
+    expected = evaluate_cache(cache, trained.eval())
     assert {c: r.ranks.tolist() for c, r in result.per_category.items()} == \
         {c: r.ranks.tolist() for c, r in expected.per_category.items()}
     assert result.metadata["checkpoint"]["path"] == str(tmp_path / "run" / "best")
@@ -65,7 +65,7 @@ def test_cli_prints_the_table_and_writes_json(tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     lines = printed.splitlines()
-    assert lines[0].startswith("FashionIQ val | model: test-model | combiner: sum")
+    assert lines[0].startswith("FashionIQ val | gallery: split | model: test-model | combiner: sum")
     assert any(line.split()[:3] == ["dress", "10", "12"] for line in lines)
     assert any(line.split()[:3] == ["toptee", "11", "15"] for line in lines)
     assert not any(line.startswith("shirt") for line in lines)
@@ -153,7 +153,7 @@ def test_the_synthetic_benchmarks_test_split_is_evaluated(tmp_path):
 
 
 def test_query_accounting_says_where_every_query_went(tmp_path):
-    result = evaluate_fashioniq(random_cache(tmp_path / "cache"), sum_combine, show_progress=False)
+    result = evaluate_cache(random_cache(tmp_path / "cache"), sum_combine, show_progress=False)
     accounting = result.query_accounting()
     assert accounting["split"] == "val" and accounting["queries"]["shirt"] == 7 and accounting["gallery"]["shirt"] == 9
     assert accounting["excluded_queries"] == result.excluded and accounting["outside_gallery_queries"] == \

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cirlab.errors import CacheMismatchError
-from cirlab.evaluation import evaluate_fashioniq, recall_from_ranks
+from cirlab.evaluation import evaluate_cache, recall_from_ranks
 from cirlab.evaluation.ranks import CategoryRanks, evaluation_name, ranks_of, read_ranks, write_ranks
 
 from .caches import random_cache, sum_combine
@@ -19,7 +19,7 @@ def test_names():
 
 
 def test_an_evaluations_ranks_round_trip_and_give_back_its_recall(tmp_path):
-    result = evaluate_fashioniq(random_cache(tmp_path / "cache"), sum_combine, show_progress=False)
+    result = evaluate_cache(random_cache(tmp_path / "cache"), sum_combine, show_progress=False)
     evaluations = {"val/epoch-0000": ranks_of(result), "test/best": {
         "dress": CategoryRanks(np.array([0, 5], dtype=np.int32), np.array([1, 0], dtype=np.int32), 9)}}
     write_ranks(tmp_path / "ranks.npz", evaluations)

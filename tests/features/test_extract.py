@@ -25,6 +25,7 @@ from cirlab.features.extract import extract_features
 from cirlab.features.fingerprint import data_fingerprint
 from cirlab.features.image_loading import pixel_hash
 from cirlab.features.partial import PARTIAL_DIR
+from tests.data.cirr_builders import make_cirr
 from tests.features.datasets import corrupt_image, make_dataset, remove_image
 
 TINY = EncoderSpec(model="cirlab-vit-tiny", pretrained=None)
@@ -437,3 +438,86 @@ def test_rn50x4_random_init_end_to_end_at_640d(tmp_path: Path) -> None:
     dup, original = cache.row_of("Ddup"), cache.row_of("Dtrain0")
     assert torch.equal(features[dup], features[original])
     assert not torch.allclose(features[cache.row_of("Dtrain1")], features[original])
+
+
+# ------------------------------------------------------------------ CIRR
+@pytest.fixture(scope="module")
+def cirr_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_cirr(tmp_path_factory.mktemp("cirr") / "data", images_per_split=6)
+
+
+@pytest.fixture(scope="module")
+def cirr_reference(cirr_data: Path, tmp_path_factory: pytest.TempPathFactory) -> FeatureCache:
+    return extract(cirr_data, tmp_path_factory.mktemp("cirr-reference") / "cache", dataset="cirr")
+
+
+def test_cirr_cache_holds_every_split_image_and_query(cirr_data: Path, cirr_reference: FeatureCache) -> None:
+    cache = cirr_reference
+    m = cache.manifest
+    assert (m["dataset"], m["caption_forms"], m["eval_form_index"], m["categories"]) == ("cirr", ["caption"], 0,
+                                                                                         ["all"])
+    assert m["splits"] == ["all.test1", "all.train", "all.val"] and m["timing"]["texts_encoded"] == len(cache.triplets)
+    queries = {}
+    for split in ("train", "val", "test1"):
+        paths = json.loads((cirr_data / "cirr" / "image_splits" / f"split.rc2.{split}.json").read_text())
+        assert [cache.image_ids[r] for r in cache.split_rows("all", split)] == list(paths)
+        for entry in json.loads((cirr_data / "cirr" / "captions" / f"cap.rc2.{split}.json").read_text()):
+            queries[str(entry["pairid"])] = entry
+    t, ids = cache.triplets, cache.image_ids
+    assert sorted(t.query_ids.tolist()) == sorted(queries) and cache.text_features.shape == (len(queries), 1, 64)
+    for i, query_id in enumerate(t.query_ids.tolist()):
+        entry = queries[query_id]
+        assert ids[t.reference_rows[i]] == entry["reference"] and t.captions[i] == (entry["caption"],)
+        assert t.target_rows[i] == (ids.index(entry["target_hard"]) if "target_hard" in entry else -1)
+        assert [ids[r] for r in t.subset_rows[i]] == entry["img_set"]["members"]
+        assert {ids[r]: s for r, s in t.soft_targets[i].items()} == entry.get("target_soft", {})
+
+
+def test_cirr_captions_are_encoded_as_written(cirr_data: Path, cirr_reference: FeatureCache) -> None:
+    encoder = load_encoder(TINY, device="cpu")
+    captions = [c for (c,) in cirr_reference.triplets.captions]
+    assert " " in captions and "make it number 1." in captions
+    expected = encoder.encode_texts(captions).numpy()
+    np.testing.assert_allclose(cirr_reference.text_features[:, 0], expected, atol=1e-5, rtol=1e-4)
+    preprocess = build_preprocess("targetpad", encoder.preprocess)
+    row = cirr_reference.row_of("train-1-0-img1")
+    image = load_image(cirr_data / "train" / "1" / "train-1-0-img1.png")
+    np.testing.assert_allclose(cirr_reference.image_features[row], encoder.encode_images(preprocess(image)[None])[0],
+                               atol=1e-5, rtol=1e-4)
+
+
+def test_cirr_cli_recognises_the_layout_and_resumes(cirr_data: Path, cirr_reference: FeatureCache, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "cache"
+
+    def stop_after_two_image_chunks(kind: str, index: int) -> None:
+        if index == 1:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        extract(cirr_data, out, on_chunk=stop_after_two_image_chunks)
+    args = ["extract", "--data", str(cirr_data), "--out", str(out), "--model", "cirlab-vit-tiny", "--workers", "0",
+            "--chunk-size", "4", "--batch-size", "4"]
+    assert main(args) == 0
+    assert "x 1 caption forms" in capsys.readouterr().out
+    cache = FeatureCache.open(out)
+    assert cache.manifest["timing"]["image_chunks_reused"] == 2
+    assert_same_cache(cache, cirr_reference)
+    assert main([*args, "--dataset", "cirr"]) == 0 and "up to date" in capsys.readouterr().err
+    assert main([*args, "--dataset", "fashioniq"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("cirlab: error:") and error.count("\n") == 1 and "image_splits" in error
+
+
+def test_cirr_missing_image_skipped_leaves_it_out_of_subsets(cirr_data: Path, tmp_path: Path) -> None:
+    data = Path(shutil.copytree(cirr_data, tmp_path / "data"))
+    (data / "dev" / "dev-2-0-img0.png").unlink()
+    with pytest.raises(MissingImagesError, match="1 images named by the split and caption files are missing"):
+        extract(data, tmp_path / "cache")
+    cache = extract(data, tmp_path / "cache", missing="skip")
+    assert cache.manifest["missing"]["dropped_triplets"] == {"all.val": [1, 2]}
+    val = cache.triplets.select(["all"], "val")
+    assert cache.triplets.file_index[val].tolist() == [0, 3] and "dev-2-0-img0" not in cache.image_ids
+    subsets = [[cache.image_ids[r] for r in cache.triplets.subset_rows[p]] for p in val]
+    assert subsets == [["dev-0-0-img0", "dev-1-0-img1", "dev-3-0-img1", "dev-4-0-img0", "dev-5-0-img1"],
+                       ["dev-3-0-img1", "dev-4-0-img0", "dev-5-0-img1", "dev-0-0-img0", "dev-1-0-img1"]]

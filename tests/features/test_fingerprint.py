@@ -11,6 +11,7 @@ import pytest
 
 from cirlab.errors import DataError
 from cirlab.features.fingerprint import annotation_files, data_fingerprint, image_listing
+from tests.data.cirr_builders import make_cirr
 from tests.features.datasets import make_dataset
 
 
@@ -81,6 +82,59 @@ def test_changes_with_any_covered_edit(data: Path, edit: str) -> None:
     assert data_fingerprint(data) != before
 
 
-def test_no_images_folder_is_a_data_error(tmp_path: Path) -> None:
+def test_no_images_folder_is_a_data_error(data: Path) -> None:
+    shutil.rmtree(data / "images")
     with pytest.raises(DataError, match="images folder not found"):
+        data_fingerprint(data)
+
+
+def test_a_folder_of_no_known_layout_is_a_data_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not a data set folder of a known layout"):
         data_fingerprint(tmp_path)
+
+
+# ------------------------------------------------------------------ CIRR
+@pytest.fixture
+def cirr(tmp_path: Path) -> Path:
+    return make_cirr(tmp_path / "cirr", images_per_split=4)
+
+
+def reference_cirr_fingerprint(root: Path) -> str:
+    """The recipe for CIRR: its caption and split files, then every image file of the folders its split files
+    point into, named relative to the root."""
+    digest = hashlib.sha256()
+    for path in sorted((root / "cirr").glob("*/*.rc2.*.json")):
+        data = path.read_bytes()
+        digest.update(f"file {path.relative_to(root).as_posix()} {len(data)}\n".encode())
+        digest.update(data)
+    images = [path for folder in ("dev", "test1", "train/0", "train/1") for path in (root / folder).iterdir()]
+    for path in sorted(images, key=lambda p: p.relative_to(root).as_posix()):
+        digest.update(f"image {path.relative_to(root).as_posix()} {path.stat().st_size}\n".encode())
+    return digest.hexdigest()
+
+
+def test_cirr_matches_its_recipe(cirr: Path) -> None:
+    assert data_fingerprint(cirr) == reference_cirr_fingerprint(cirr)
+    assert [name for name, _ in image_listing(cirr)][:2] == ["dev/dev-0-0-img0.png", "dev/dev-1-0-img1.png"]
+    assert len(annotation_files(cirr)) == 6
+
+
+@pytest.mark.parametrize("edit", ["caption", "split", "resize", "rename", "other folder"])
+def test_cirr_changes_with_covered_edits_only(cirr: Path, edit: str) -> None:
+    before = data_fingerprint(cirr)
+    if edit == "caption":
+        path = cirr / "cirr" / "captions" / "cap.rc2.val.json"
+        path.write_text(path.read_text().replace("number 1", "number 2"))
+    elif edit == "split":
+        path = cirr / "cirr" / "image_splits" / "split.rc2.test1.json"
+        path.write_text(path.read_text().replace("./test1/test1-0", "test1/test1-0"))
+    elif edit == "resize":
+        with open(cirr / "dev" / "dev-1-0-img1.png", "ab") as handle:
+            handle.write(b"\0")
+    elif edit == "rename":
+        (cirr / "dev" / "dev-1-0-img1.png").rename(cirr / "dev" / "dev-9-0-img1.png")
+    else:  # images outside the folders the split files name are not part of the data set
+        shutil.copytree(cirr / "dev", cirr / "extra")
+        assert data_fingerprint(cirr) == before
+        return
+    assert data_fingerprint(cirr) != before

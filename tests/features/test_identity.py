@@ -10,7 +10,7 @@ import pytest
 
 from cirlab.errors import CacheMismatchError
 from cirlab.features import ENCODER_KEYS, IDENTITY_KEYS, FeatureCache, check_identity, write_cache
-from cirlab.features.identity import shorten
+from cirlab.features.identity import IDENTITY_DEFAULTS, identity_differences, shorten
 
 #: The keys training runs recorded before the identity had its own module.
 EARLIER_TRAINER_KEYS = ("model", "pretrained", "weights_hash", "preprocess", "data_fingerprint", "dim", "num_images",
@@ -33,7 +33,9 @@ def cache(tmp_path: Path) -> FeatureCache:
 
 def test_identity_holds_every_identity_key_and_nothing_else(cache):
     identity = cache.identity()
-    assert set(identity) == set(IDENTITY_KEYS)  # the writer fills dim, counts and caption forms in
+    # the writer fills dim, counts and caption forms in; the data set is left out at its default (FashionIQ)
+    assert set(identity) == set(IDENTITY_KEYS) - set(IDENTITY_DEFAULTS)
+    assert cache.manifest["dataset"] == "fashioniq"
     assert identity["dim"] == 4 and identity["num_images"] == 2 and identity["num_triplets"] == 1
     assert set(EARLIER_TRAINER_KEYS) <= set(IDENTITY_KEYS) and set(ENCODER_KEYS) <= set(IDENTITY_KEYS)
 
@@ -86,3 +88,38 @@ def _without(cache: FeatureCache, key: str) -> FeatureCache:
     del manifest[key]
     path.write_text(json.dumps(manifest), encoding="utf-8")
     return FeatureCache.open(cache.root)
+
+
+def _cirr_cache(root: Path) -> FeatureCache:
+    """A one-query CIRR cache (one caption form)."""
+    rng = np.random.default_rng(1)
+    write_cache(root, image_ids=["a", "b"], image_features=rng.standard_normal((2, 4)).astype(np.float32),
+                split_rows={"all.val": [0, 1]},
+                triplets=[{"category": "all", "split": "val", "file_index": 0, "reference_row": 0, "target_row": 1,
+                           "captions": ["add a dog"], "query_id": "7"}],
+                text_features=rng.standard_normal((1, 1, 4)).astype(np.float32),
+                manifest={"dataset": "cirr", "model": "RN50x4", "data_fingerprint": "c" * 64})
+    return FeatureCache.open(root)
+
+
+def test_a_fashioniq_identity_is_what_it_was_before_the_data_set_key(cache):
+    """A run recorded before caches named their data set resumes: the engine compares identities as dicts."""
+    before = {key: value for key, value in cache.identity().items()}
+    assert "dataset" not in before
+    older = _without(cache, "dataset")  # a manifest written before CIRR
+    assert older.dataset == "fashioniq" and older.identity() == before
+    check_identity(before, older, what="run/last/trainer_state.pt")
+    FeatureCache.open(older.root, expect={"dataset": "fashioniq", "model": "RN50x4"})
+
+
+def test_the_data_set_is_compared_whichever_side_names_it(cache, tmp_path):
+    cirr = _cirr_cache(tmp_path / "cirr")
+    assert cirr.identity()["dataset"] == "cirr" and cirr.caption_forms == ("caption",)
+    with pytest.raises(CacheMismatchError, match="dataset: recorded 'fashioniq', cache 'cirr'"):
+        check_identity({"model": "RN50x4"}, cirr, what="combiner.json")
+    with pytest.raises(CacheMismatchError, match="dataset: recorded 'cirr', cache 'fashioniq'"):
+        check_identity(cirr.identity(), cache, what="run.json")
+    with pytest.raises(CacheMismatchError, match="dataset: expected 'cirr', cache has 'fashioniq'"):
+        FeatureCache.open(cache.root, expect={"dataset": "cirr"})
+    check_identity({"model": "RN50x4"}, cirr, what="combiner.json", keys=ENCODER_KEYS)  # the encoder alone
+    assert identity_differences({"dim": 4}, {"dim": 4}) == []  # a partial record against a partial identity

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from cirlab.data import FashionIQ, caption_variants
+from cirlab.data import FashionIQ, caption_variants, open_dataset
 from cirlab.errors import DataError, MissingImagesError
 from cirlab.features.plan import finalize, plan_extraction
+from tests.data.cirr_builders import make_cirr, real_cirr, real_cirr_files  # noqa: F401 - a fixture
 from tests.features.datasets import make_dataset, remove_image
 
 
@@ -113,3 +114,36 @@ def test_finalize_against_naive_loop(data: Path, seed: int) -> None:
         assert record["target_row"] == (-1 if t.target is None else layout.image_ids.index(t.target))
         assert (record["category"], record["split"], record["file_index"]) == (t.category, t.split, t.index)
         assert record["captions"] == list(t.captions)
+
+
+# ------------------------------------------------------------------ CIRR
+def test_real_cirr_plan(real_cirr_files: Path, tmp_path: Path) -> None:  # noqa: F811
+    """The real val and test1 annotations: every split image once, every query with its one caption as written."""
+    root = real_cirr(real_cirr_files, tmp_path / "cirr")
+    (root / "cirr" / "image_splits" / "split.rc2.train.json").unlink()  # no training images here
+    plan = plan_extraction(open_dataset(root))
+    assert len(plan.image_ids) == 2297 + 2315 and set(plan.split_ids) == {"all.val", "all.test1"}
+    assert len(plan.triplets) == 4181 + 4148 and plan.forms == 1
+    assert plan.texts(0, 2) == [plan.triplets[0].captions[0], plan.triplets[1].captions[0]]
+    layout = finalize(plan, set())
+    rows = {image_id: row for row, image_id in enumerate(layout.image_ids)}
+    for record, t in zip(layout.triplets, plan.triplets):
+        assert record["query_id"] == t.query_id and record["captions"] == list(t.captions)
+        assert record["subset_rows"] == [rows[i] for i in t.subset] and len(record["subset_rows"]) == 6
+        assert record.get("soft_targets", []) == [[rows[i], s] for i, s in t.soft_targets]
+    assert sum("soft_targets" in record for record in layout.triplets) == 4181  # test1 has none
+
+
+def test_cirr_finalize_drops_a_triplet_only_for_its_reference_or_target(tmp_path: Path) -> None:
+    plan = plan_extraction(open_dataset(make_cirr(tmp_path / "cirr")))
+    first = next(t for t in plan.triplets if t.split == "val")
+    other = next(i for i in first.subset if i not in (first.reference, first.target))
+    soft = next(i for i, _ in first.soft_targets if i not in (first.reference, first.target))
+    layout = finalize(plan, {other, soft})
+    record = next(r for r in layout.triplets if r["split"] == "val" and r["file_index"] == first.index)
+    kept = [layout.image_ids[row] for row in record["subset_rows"]]
+    assert kept == [i for i in first.subset if i not in (other, soft)]
+    assert [layout.image_ids[row] for row, _ in record["soft_targets"]] == [
+        i for i, _ in first.soft_targets if i not in (other, soft)]
+    layout = finalize(plan, {first.target})
+    assert first.index in layout.corrupt.dropped_triplets["all.val"]

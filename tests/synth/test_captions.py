@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from cirlab.synth.captions import ASPECTS, _ordinal_covers, relative_captions
+from cirlab.synth.captions import ASPECTS, _ordinal_covers, draw_vague_aspect, relative_captions, vague_clauses
 from cirlab.synth.catalogue import mutate, random_garment
 from cirlab.synth.vocabulary import SHADES, Garment
 
@@ -99,3 +99,31 @@ def test_same_attributes_are_refused_and_output_is_deterministic():
         relative_captions(BASE, BASE, random.Random(0))
     target = BASE.replace("colour", "red").replace("sleeves", "long sleeves")
     assert relative_captions(BASE, target, random.Random(9)) == relative_captions(BASE, target, random.Random(9))
+
+
+def test_a_vague_aspect_is_mentioned_without_its_new_value():
+    rng = random.Random(11)
+    mentioned = 0
+    pairs = list(_pairs(400, seed=12))
+    for reference, target in pairs:
+        changed = tuple(reference.differences(target))
+        aspect = draw_vague_aspect(changed, 1.0, rng)
+        pair = relative_captions(reference, target, rng, vague=aspect)
+        assert not pair.covered & set(aspect)
+        mentioned += any(re.search(LEXICON[aspect[0]], c) for c in pair.captions)
+    assert mentioned / len(pairs) > 0.9  # named (not left out), only its new value is not given
+
+
+def test_vague_clauses_cover_nothing_and_need_a_changed_aspect():
+    target = BASE.replace("colour", "red").replace("pattern", "striped")
+    for aspect in (("colour", "shade"), ("pattern",)):
+        assert all(not clause.covers for clause in vague_clauses(aspect, BASE, target))
+    texts = {clause.text for clause in vague_clauses(("colour", "shade"), BASE, target)}
+    assert "a different color" in texts
+    darker = vague_clauses(("colour", "shade"), BASE, BASE.replace("shade", "dark"))
+    assert "a different shade" in {clause.text for clause in darker}
+    with pytest.raises(ValueError, match="did not change"):
+        relative_captions(BASE, target, random.Random(0), vague=("sleeves",))
+    assert draw_vague_aspect(("colour",), 0.0, random.Random(0)) is None
+    assert relative_captions(BASE, target, random.Random(4), vague=None) == relative_captions(BASE, target,
+                                                                                               random.Random(4))

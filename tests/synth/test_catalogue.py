@@ -4,12 +4,14 @@ import pytest
 
 from cirlab.data.layout import SPLITS
 from cirlab.synth.catalogue import (
+    add_twins,
     assign_splits,
     build_catalogue,
     duplicate_count,
     mutate,
     random_garment,
     sample_families,
+    twin_count,
 )
 from cirlab.synth.config import SynthConfig
 from cirlab.synth.randomness import stream
@@ -106,3 +108,35 @@ def test_assign_splits_matches_a_naive_greedy_loop():
         counts[split] += sizes[family]
         total += sizes[family]
     assert assigned == expected
+
+
+def test_twins_repeat_a_garment_in_another_picture():
+    config = SynthConfig.preset("tiny").with_overrides(images_per_category=120, ambiguity="high")
+    items = build_catalogue(config)
+    assert len(items) == 3 * 120 and twin_count(config) == 24 and twin_count(SynthConfig.preset("tiny")) == 0
+    for category in ("dress", "shirt", "toptee"):
+        originals = [i for i in items if i.category == category and i.duplicate_of is None]
+        groups: dict = {}
+        for item in originals:
+            groups.setdefault(item.garment, []).append(item)
+        twins = [g for g in groups.values() if len(g) > 1]
+        assert len(twins) == twin_count(config) and all(len(g) == 2 for g in twins)
+        for first, second in twins:
+            assert (first.split, first.family) == (second.split, second.family)
+            assert first.nuisance != second.nuisance
+
+
+def test_add_twins_repeats_each_chosen_garment_once_in_place():
+    families = sample_families("dress", 30, (3, 6), stream(0, "f"))
+    twinned = add_twins(families, 5, stream(0, "t"))
+    assert sum(map(len, twinned)) == 35
+    # Each twin right after its garment: dropping repeats of the previous member gives the families back.
+    assert [[g for k, g in enumerate(f) if k == 0 or f[k - 1] != g] for f in twinned] == families
+
+
+def test_colourway_families_vary_only_in_hue():
+    plain = sample_families("dress", 60, (3, 6), stream(0, "f"))
+    assert sample_families("dress", 60, (3, 6), stream(0, "f"), (0.0, stream(0, "c"))) == plain
+    for family in sample_families("dress", 60, (3, 6), stream(0, "f"), (1.0, stream(0, "c"))):
+        assert all(member.differences(family[0]) == ["colour"] for member in family[1:])
+        assert family[1].shade == family[0].shade

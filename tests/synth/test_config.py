@@ -1,7 +1,7 @@
 import pytest
 
 from cirlab.errors import ConfigError
-from cirlab.synth.config import PRESETS, SynthConfig
+from cirlab.synth.config import AMBIGUITY_LEVELS, PRESETS, AmbiguityLevel, SynthConfig
 
 
 def test_presets():
@@ -43,3 +43,22 @@ def test_dict_round_trip_is_json_shaped():
     data = config.to_dict()
     assert data["categories"] == ["shirt"] and data["family_size"] == [3, 9]
     assert SynthConfig.from_dict(data) == config
+
+
+def test_ambiguity_levels_and_their_record():
+    assert list(AMBIGUITY_LEVELS) == ["default", "medium", "high"]
+    assert AMBIGUITY_LEVELS["default"] == AmbiguityLevel(0.0, 0.0)
+    assert "ambiguity" not in SynthConfig.preset("tiny").to_dict()  # recorded as before the setting existed
+    high = SynthConfig.preset("tiny").with_overrides(ambiguity="high")
+    assert high.to_dict()["ambiguity"] == "high" and SynthConfig.from_dict(high.to_dict()) == high
+    assert high.ambiguity_level.twin_fraction > 0 and high.ambiguity_level.vague_fraction > 0
+    with pytest.raises(ConfigError, match="unknown ambiguity level 'extreme'"):
+        SynthConfig.preset("tiny").with_overrides(ambiguity="extreme")
+
+
+def test_the_format_is_recorded_only_when_it_is_not_fashioniq():
+    assert "format" not in SynthConfig.preset("tiny").to_dict()  # the default benchmark is recorded as before
+    cirr = SynthConfig.preset("tiny").with_overrides(format="cirr")
+    assert cirr.to_dict()["format"] == "cirr" and SynthConfig.from_dict(cirr.to_dict()) == cirr
+    with pytest.raises(ConfigError, match="unknown synthetic format 'coco'; use one of \\['fashioniq', 'cirr'\\]"):
+        SynthConfig.preset("tiny").with_overrides(format="coco")

@@ -189,3 +189,43 @@ def test_single_category_config(tmp_path):
     assert set(summary.images) == {"shirt.train", "shirt.val", "shirt.test"}
     assert check_dataset(tmp_path / "one").ok
     assert FashionIQ(tmp_path / "one").categories == ("shirt",)
+
+
+#: Digest of every JSON file (captions, splits, tags, synth_meta.json) of the tiny preset at the default
+#: ambiguity, as written before the ambiguity setting existed. The images are a function of the attributes
+#: and nuisance recorded in synth_meta.json, so an unchanged digest means an unchanged benchmark.
+TINY_DEFAULT_JSON_DIGEST = "e5b5feaa3457c00e6dc0ac7d72e662ab41ec863655ea71e625fc840fbabda44d"
+
+
+def test_the_default_benchmark_is_written_as_before(tiny_synth):
+    root, _ = tiny_synth
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.json")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    assert digest.hexdigest() == TINY_DEFAULT_JSON_DIGEST
+    meta = _meta(root)
+    assert "ambiguity" not in meta["config"] and "ambiguity_level" not in meta
+    assert all("valid_targets" not in r for records in meta["triplets"].values() for r in records)
+
+
+def test_another_ambiguity_is_another_configuration(tiny_synth, tmp_path):
+    root, _ = tiny_synth
+    with pytest.raises(DataError, match="ambiguity 'default' \\(asked 'high'\\)"):
+        generate(root, TINY.with_overrides(ambiguity="high"), show_progress=False)
+    out = tmp_path / "high"
+    generate(out, TINY.with_overrides(ambiguity="high"), show_progress=False)
+    meta = _meta(out)
+    assert meta["config"]["ambiguity"] == "high"
+    assert meta["ambiguity_level"] == {"twin_fraction": 0.25, "vague_fraction": 0.7, "colourway_fraction": 0.6}
+    assert check_dataset(out).ok
+    retuned = {**meta, "ambiguity_level": {**meta["ambiguity_level"], "twin_fraction": 0.1}}
+    (out / META_FILE).write_text(json.dumps(retuned))
+    with pytest.raises(DataError, match="ambiguity 'high' as it was defined then"):
+        generate(out, TINY.with_overrides(ambiguity="high"), show_progress=False)
+
+
+def test_summary_reports_the_share_of_ambiguous_queries_per_split(tiny_synth):
+    _, summary = tiny_synth
+    assert list(summary.ambiguity) == list(SPLITS)
+    assert sum(count.queries for count in summary.ambiguity.values()) == sum(summary.triplets.values())
+    assert "queries that another gallery image satisfies" in summary.format()

@@ -123,7 +123,7 @@ def test_malformed_set_option():
     ({"features": "c"}, "no run folder given"),
     ({"features": "c", "out": "r", "schedule": "linear"}, "unknown schedule 'linear'"),
     ({"features": "c", "out": "r", "precision": "fp8"}, "unknown precision 'fp8'"),
-    ({"features": "c", "out": "r", "caption_forms": [4]}, "caption_forms"),
+    ({"features": "c", "out": "r", "caption_forms": [-1]}, "caption_forms"),
     ({"features": "c", "out": "r", "batch_size": 0}, "batch_size must be at least 1"),
     ({"features": "c", "out": "r", "num_negatives": 0}, "num_negatives must be at least 1"),
     ({"features": "c", "out": "r", "min_lr_ratio": 2.0}, "min_lr_ratio"),

@@ -96,6 +96,25 @@ def test_only_the_configured_caption_forms_are_loaded(tmp_path):
     assert torch.equal(data.text_features, torch.from_numpy(expected))
 
 
+def test_caption_forms_default_to_every_form_of_the_cache(tmp_path):
+    cache = small_cache(tmp_path)
+    assert torch.equal(load_training_data(cache, None, None, CPU).text_features,
+                       load_training_data(cache, None, [0, 1, 2, 3], CPU).text_features)
+    with pytest.raises(CacheMismatchError, match="caption form 4 is not in the feature cache, whose fashioniq "
+                                                 "triplets have 4 .*choose caption_forms among 0..3"):
+        load_training_data(cache, None, [0, 4], CPU)
+
+
+def test_one_caption_form_is_always_drawn_with_the_same_generator_calls(tmp_path):
+    """A data set with one caption form (CIRR) draws form 0, consuming the generator as four forms do."""
+    cache = small_cache(tmp_path)
+    one, four = (load_training_data(cache, None, forms, CPU) for forms in ([1], [0, 1, 2, 3]))
+    first, second = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    batch = one.batch(torch.arange(len(one)), first)
+    four.batch(torch.arange(len(four)), second)
+    assert torch.equal(batch.text, one.text_features[:, 0]) and torch.equal(first.get_state(), second.get_state())
+
+
 def test_duplicate_groups_match_a_naive_pairing():
     hashes = ["a", "b", "a", "", "c", "b", "", "a"]
     groups = duplicate_groups(hashes)

@@ -1,13 +1,18 @@
-"""Recall@K on the FashionIQ validation protocol, from a feature cache.
+"""Recall@K on the protocol of the cache's data set (FashionIQ or CIRR), or CIRR's test-server files.
 
-Per category: gallery = every image of the split, queries = every triplet of the split (text form
-"C1 and c2", empty captions included), ranked by cosine similarity; the reference image stays in the
-gallery, as in CLIP4Cir. Prints Recall@1/5/10/50 per category, their mean over categories and the mean of
-Recall@10 and Recall@50, with every query that was left out or falls outside the gallery counted below.
+FashionIQ, per category: gallery = every image of the split (or, with --gallery triplets, only the images of
+its triplets), queries = every triplet of the split (text form "C1 and c2", empty captions included), ranked by
+cosine similarity; the reference image stays in the gallery, as in CLIP4Cir. Prints Recall@1/5/10/50 per
+category, their mean over categories and the mean of Recall@10 and Recall@50.
+CIRR: gallery = every image of the split, the reference removed from its query's ranking; Recall@1/5/10/50,
+Recall_subset@1/2/3 within the query's img_set, and the mean of Recall@5 and Recall_subset@1. Its test1 split
+has no targets: --submission DIR writes the evaluation server's two files, checked against the annotation.
+Every query that was left out or falls outside the gallery is counted below the table.
 
 Examples:
   cirlab eval --features cache/ --checkpoint runs/hard-negatives --out results.json
   cirlab eval --features cache/ --combiner sum --categories dress,shirt
+  cirlab eval --features cirr-cache/ --checkpoint runs/cirr --split test1 --submission submission/
 """
 
 from __future__ import annotations
@@ -32,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_categories(parser, default_text="every category in the cache")
     describe(parser.add_argument("--split", default=None, metavar="SPLIT"), "split to evaluate",
              signature_default(EVALUATE, "split"))
+    describe(parser.add_argument("--protocol", default=None, metavar="NAME"),
+             lambda: f"evaluation protocol: {_protocols()}", "the cache's data set's protocol for the split")
+    describe(parser.add_argument("--gallery", default=None, choices=("split", "triplets")),
+             "FashionIQ's gallery: every image of the split (as CLIP4Cir) or only those of its triplets (as DQU-CIR)",
+             "split")
+    parser.add_argument("--submission", type=Path, default=None, metavar="DIR",
+                        help="for a split without targets (CIRR test1): write the evaluation server's files here")
     add_out(parser, "write the result as JSON to this file", metavar="FILE")
     add_device(parser)
     describe(parser.add_argument("--batch-size", type=int, default=None, metavar="N"), "queries ranked at once",
@@ -43,8 +55,20 @@ def run(args: argparse.Namespace) -> int:
     from cirlab.evaluation.pipeline import evaluate
 
     result = evaluate(args.features, checkpoint=args.checkpoint, categories=args.categories, out=args.out,
-                      device=args.device, **given(args, "combiner", "split", "batch_size"))
+                      device=args.device, submission=args.submission,
+                      **given(args, "combiner", "split", "batch_size", "protocol", "gallery"))
     print(result.format_table())
+    if args.submission is not None:
+        from cirlab.evaluation.submission import METRICS
+
+        for file_name, _ in METRICS.values():
+            print(f"wrote {args.submission / file_name} (checked)")
     if args.out is not None:
         print(f"wrote {args.out}")
     return 0
+
+
+def _protocols() -> str:
+    from cirlab.evaluation import PROTOCOLS
+
+    return PROTOCOLS.summary()

@@ -6,6 +6,7 @@ else in the frozen-encoder pipeline. Examples:
   cirlab extract --data DATA --model RN50x4 --pretrained openai --out features/rn50x4
   cirlab extract --data DATA --model cirlab-vit-tiny --out features/tiny
   cirlab extract --data DATA --checkpoint runs/finetune --out features/finetuned
+  cirlab extract --data CIRR --dataset cirr --model RN50x4 --out features/cirr-rn50x4
 
 Without --pretrained, open_clip architectures use the `openai` weights and cirlab's small models
 (cirlab-vit-tiny, cirlab-rn-tiny, cirlab-vit-small) a seeded random initialisation; `--pretrained
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from cirlab.cli.options import (
     add_categories,
+    add_dataset,
     add_device,
     add_image_handling,
     add_out,
@@ -43,7 +45,8 @@ EXTRACT = "cirlab.features.extract:extract_features"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cirlab extract``."""
     parser.add_argument("--data", type=Path, required=True, metavar="DIR",
-                        help="data set folder in the FashionIQ layout")
+                        help="data set folder (FashionIQ or CIRR layout)")
+    add_dataset(parser)
     add_out(parser, "feature cache folder to write", required=True)
     action = parser.add_argument("--model", default=None, metavar="NAME")
     describe(action, "open_clip architecture or cirlab small model", lambda: f"{_default_model()}, or the checkpoint's")
@@ -73,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
     from cirlab.features.extract import extract_features, summary_line
 
     spec = spec_from_args(args.model, args.pretrained, args.checkpoint, args.seed)
-    cache = extract_features(args.data, spec, args.out, num_workers=args.workers, device=args.device,
-                             categories=args.categories, overwrite=args.overwrite,
+    cache = extract_features(args.data, spec, args.out, dataset=args.dataset, num_workers=args.workers,
+                             device=args.device, categories=args.categories, overwrite=args.overwrite,
                              **given(args, "preprocess", "target_ratio", "missing", "batch_size", "chunk_size",
                                      "precision"))
     if is_main_process():

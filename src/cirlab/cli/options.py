@@ -99,6 +99,16 @@ def describe(action: argparse.Action, text: Text, default: Text | None = None) -
     return action
 
 
+def add_dataset(parser: Parser) -> argparse.Action:
+    """``--dataset``: the layout of the ``--data`` folder (a name of :data:`cirlab.data.DATASETS`); recognised from
+    its files when left out."""
+    from cirlab.data import DATASETS
+
+    action = parser.add_argument("--dataset", choices=DATASETS.names(), default=None, metavar="NAME")
+    return describe(action, f"layout of the data set folder: {', '.join(DATASETS.names())}",
+                    "recognised from its files")
+
+
 def add_device(parser: Parser, default: str | None = "auto",
                default_text: Text | None = None) -> argparse.Action:
     """``--device``: where models run."""

@@ -34,6 +34,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from cirlab.combiners.base import Combiner, build_combiner
+from cirlab.combiners.clip4cir_checkpoint import is_torch_checkpoint, load_clip4cir_combiner
 from cirlab.engine.checkpoint import BEST
 from cirlab.errors import CacheMismatchError, CirlabError, ConfigError
 from cirlab.hashing import DamagedFileError, checked_records, file_record, verify_file
@@ -143,7 +144,8 @@ def load_combiner_for(cache: FeatureCache, checkpoint: str | Path | None = None,
                       device: str | torch.device = "cpu") -> tuple[Combiner, dict[str, Any]]:
     """The combiner to use on ``cache`` (in eval mode on ``device``) and a JSON-ready description of it.
 
-    ``checkpoint`` is a combiner folder or a training run folder (its ``best/``); without one, the
+    ``checkpoint`` is a combiner folder, a training run folder (its ``best/``), or a ``.pt`` checkpoint of
+    CLIP4Cir's own code (:mod:`~cirlab.combiners.clip4cir_checkpoint`, checked for the dimension); without one, the
     parameter-free combiner ``name`` (such as ``sum``) is built for the cache's dimension, since
     building one with weights by name would give untrained weights. A checkpoint is checked against
     the cache with :func:`~cirlab.features.identity.check_identity` on the feature-space keys
@@ -161,6 +163,10 @@ def load_combiner_for(cache: FeatureCache, checkpoint: str | Path | None = None,
             raise ConfigError(f"combiner {name!r} has trainable parameters; use a trained one with --checkpoint "
                               f"RUN_DIR (only parameter-free combiners such as 'sum' are built by name)")
         return combiner.to(device).eval(), {"combiner": name, "checkpoint": None}
+    if is_torch_checkpoint(checkpoint):  # a combiner trained with CLIP4Cir's code
+        combiner, description = load_clip4cir_combiner(checkpoint, device=device)
+        check_identity({"dim": combiner.dim}, cache, what=Path(checkpoint), keys=("dim",))
+        return combiner, description
     folder = resolve_checkpoint(checkpoint)
     meta = read_combiner_metadata(folder)
     extra = meta.get("extra") or {}

@@ -5,10 +5,12 @@ The raw material is a run's **target ranks**: for one run (one strategy, one see
 query is a hit at K when its rank is below K; excluded queries are not in the array). Runs on the same cache and
 split rank the same queries in the same order, so two strategies are paired query by query and seed by seed.
 
-Metrics follow the FashionIQ protocol and any protocol built like it: ``R@K`` is the mean over categories of the
-per-category Recall@K (percent), and ``headline`` the mean of ``R@K`` over the headline Ks (FashionIQ: 10 and 50).
-A category without queries is skipped (and named in the results). Everything here is a pure function of its
-inputs and, for the bootstrap, of its seed.
+Metrics follow the evaluation protocols: ``R@K`` is the mean over categories of the per-category Recall@K
+(percent); ``Rs@K`` the same of Recall_subset@K, for a protocol that ranks each target within a subset (CIRR: a
+category's entry is then a :class:`~cirlab.evaluation.ranks.CategoryRanks` with ``subset_ranks``); and
+``headline`` the mean of the protocol's headline metrics (FashionIQ: ``R@10`` and ``R@50``; CIRR: ``R@5`` and
+``Rs@1``). A category without queries is skipped (and named in the results). Everything here is a pure function
+of its inputs and, for the bootstrap, of its seed.
 """
 
 from __future__ import annotations
@@ -21,8 +23,13 @@ import numpy as np
 
 from cirlab.compare.analysis import KS
 
-#: The Ks whose mean Recall is the headline (FashionIQ: the mean of Recall@10 and Recall@50).
-HEADLINE_KS: tuple[int, ...] = (10, 50)
+#: The K of Recall_subset@K (CIRR's).
+SUBSET_KS: tuple[int, ...] = (1, 2, 3)
+
+#: The metrics whose mean is the headline by default (FashionIQ: the mean of Recall@10 and Recall@50).
+HEADLINE: tuple[str, ...] = ("R@10", "R@50")
+#: Name prefixes of the two kinds of rank: over the gallery, and within the query's subset.
+RANK_KINDS: dict[str, str] = {"R@": "ranks", "Rs@": "subset_ranks"}
 #: Metrics compared against the baseline by default.
 DEFAULT_METRICS: tuple[str, ...] = ("R@10", "R@50", "headline")
 #: Bootstrap draws by default (percentile bounds need a few thousand).
@@ -30,7 +37,10 @@ DEFAULT_DRAWS = 2000
 #: Draws whose resampled indices are held in memory at once.
 _CHUNK = 128
 
-RanksByCategory = Mapping[str, np.ndarray]
+#: Per category, the target ranks (an array), or an object with ``ranks`` and ``subset_ranks`` arrays.
+RanksByCategory = Mapping[str, Any]
+#: A metric's parts: (rank kind, K) -> weight.
+Weights = dict[tuple[str, int], float]
 
 
 @dataclass(frozen=True)
@@ -128,25 +138,25 @@ class LearningSpeed:
 
 
 def recalls(ranks_by_category: RanksByCategory, ks: Sequence[int] = KS,
-            headline_ks: Sequence[int] = HEADLINE_KS) -> Recalls:
-    """Per-category Recall@K, their mean over categories and the headline, from one evaluation's target ranks."""
-    import torch  # imported here, so that importing this module does not load torch
-
-    from cirlab.evaluation.recall import recall_from_ranks
-
-    wanted = sorted(set(ks) | set(headline_ks))
+            headline: Sequence[str] = HEADLINE) -> Recalls:
+    """Per-category Recall@K (and Recall_subset@K where the ranks have subsets), their mean over categories and
+    the headline, from one evaluation's target ranks."""
+    names = [f"R@{k}" for k in ks]
+    if any(_has_subsets(value) for value in ranks_by_category.values()):
+        names += [f"Rs@{k}" for k in SUBSET_KS]
+    parts = sorted({part for name in (*names, *headline) for part in _metric_weights(name, headline)})
     per_category, skipped = {}, []
     for category in sorted(ranks_by_category):
-        ranks = _ranks(ranks_by_category[category], category)
-        if ranks.size == 0:
+        kinds = _rank_kinds(ranks_by_category[category], category)
+        if kinds["R@"].size == 0:
             skipped.append(category)
         else:
-            per_category[category] = recall_from_ranks(torch.from_numpy(ranks), wanted)
+            per_category[category] = {part: _recall(kinds[part[0]], part[1]) for part in parts}
     if not per_category:
         raise ValueError("no category has ranked queries")
-    mean = {k: float(np.mean([r[k] for r in per_category.values()])) for k in wanted}
-    return Recalls({c: {f"R@{k}": r[k] for k in ks} for c, r in per_category.items()},
-                   _metrics(mean, ks, headline_ks), tuple(skipped))
+    mean = {part: float(np.mean([r[part] for r in per_category.values()])) for part in parts}
+    return Recalls({c: {name: r[_single(name)] for name in names} for c, r in per_category.items()},
+                   _metrics(mean, names, headline), tuple(skipped))
 
 
 def summarise_seeds(per_seed: Sequence[Mapping[str, float]]) -> dict[str, SeedStats]:
@@ -166,7 +176,7 @@ def summarise_seeds(per_seed: Sequence[Mapping[str, float]]) -> dict[str, SeedSt
 
 def paired_bootstrap(strategy_runs: Sequence[RanksByCategory], baseline_runs: Sequence[RanksByCategory],
                      metrics: Sequence[str] = DEFAULT_METRICS, draws: int = DEFAULT_DRAWS, seed: int = 0,
-                     confidence: float = 0.95, headline_ks: Sequence[int] = HEADLINE_KS) -> BootstrapResult:
+                     confidence: float = 0.95, headline: Sequence[str] = HEADLINE) -> BootstrapResult:
     """Strategy − baseline for each metric, with a percentile interval from a paired bootstrap over seeds and queries.
 
     Element i of both lists comes from seed i. Each draw resamples the seeds with replacement and, within each drawn
@@ -181,13 +191,13 @@ def paired_bootstrap(strategy_runs: Sequence[RanksByCategory], baseline_runs: Se
     if len(strategy_runs) != len(baseline_runs):
         raise ValueError(f"paired runs need as many strategy seeds as baseline seeds, got {len(strategy_runs)} "
                          f"and {len(baseline_runs)}")
-    return _bootstrap(strategy_runs, baseline_runs, metrics, draws, seed, confidence, headline_ks)
+    return _bootstrap(strategy_runs, baseline_runs, metrics, draws, seed, confidence, headline)
 
 
 def bootstrap(runs: Sequence[RanksByCategory], metrics: Sequence[str] = DEFAULT_METRICS, draws: int = DEFAULT_DRAWS,
-              seed: int = 0, confidence: float = 0.95, headline_ks: Sequence[int] = HEADLINE_KS) -> BootstrapResult:
+              seed: int = 0, confidence: float = 0.95, headline: Sequence[str] = HEADLINE) -> BootstrapResult:
     """One strategy's metrics (mean over seeds) with percentile intervals, resampled as :func:`paired_bootstrap`."""
-    return _bootstrap(runs, None, metrics, draws, seed, confidence, headline_ks)
+    return _bootstrap(runs, None, metrics, draws, seed, confidence, headline)
 
 
 def verdict(name: str, baseline_name: str, result: BootstrapResult, metric: str = "R@10") -> str:
@@ -226,18 +236,29 @@ def learning_speed(histories: Mapping[str, Sequence[Mapping[int, float]]], basel
 
 
 def chance_recall(gallery_sizes: int | Mapping[str, int], ks: Sequence[int] = KS,
-                  headline_ks: Sequence[int] = HEADLINE_KS) -> dict[str, float]:
+                  headline: Sequence[str] = HEADLINE, subset_sizes: Mapping[str, np.ndarray] | None = None
+                  ) -> dict[str, float]:
     """Recall@K (percent) of a random ranking: a target uniformly placed among N items is a hit with chance min(K/N, 1).
 
     With one gallery per category (pass those of the categories with queries), the mean over categories, as for
-    real recalls; ``headline`` is the mean over the headline Ks.
+    real recalls; ``headline`` is the mean of the headline metrics. ``subset_sizes`` (per category, each query's
+    subset size without its reference) adds ``Rs@K``, each query's chance being min(K/size, 1).
     """
     sizes = gallery_sizes if isinstance(gallery_sizes, Mapping) else {"all": gallery_sizes}
     if not sizes or any(int(n) < 1 for n in sizes.values()):
         raise ValueError(f"chance level needs galleries of at least one item, got {dict(sizes)}")
-    mean = {k: float(np.mean([100.0 * min(k / int(n), 1.0) for n in sizes.values()]))
-            for k in sorted(set(ks) | set(headline_ks))}
-    return _metrics(mean, ks, headline_ks)
+    names = [f"R@{k}" for k in ks] + ([f"Rs@{k}" for k in SUBSET_KS] if subset_sizes else [])
+    parts = sorted({part for name in (*names, *headline) for part in _metric_weights(name, headline)})
+    mean = {}
+    for kind, k in parts:
+        if kind == "R@":
+            mean[kind, k] = float(np.mean([100.0 * min(k / int(n), 1.0) for n in sizes.values()]))
+        elif subset_sizes:
+            mean[kind, k] = float(np.mean([100.0 * np.mean(np.minimum(k / np.maximum(np.asarray(n), 1), 1.0))
+                                           for n in subset_sizes.values()]))
+        else:
+            raise ValueError(f"chance of {kind}{k} needs the subsets' sizes")
+    return _metrics(mean, names, headline)
 
 
 def above_chance(run_recall_at_10: Estimate, chance_at_10: float) -> bool:
@@ -251,36 +272,36 @@ def above_chance(run_recall_at_10: Estimate, chance_at_10: float) -> bool:
 
 
 def _bootstrap(runs: Sequence[RanksByCategory], baselines: Sequence[RanksByCategory] | None, metrics: Sequence[str],
-               draws: int, seed: int, confidence: float, headline_ks: Sequence[int]) -> BootstrapResult:
+               draws: int, seed: int, confidence: float, headline: Sequence[str]) -> BootstrapResult:
     """The bootstrap of :func:`paired_bootstrap`; without ``baselines``, of the runs' own metrics."""
     if not runs:
         raise ValueError("the bootstrap needs at least one seed")
     if draws < 1 or not 0.0 < confidence < 1.0:
         raise ValueError(f"the bootstrap needs draws >= 1 and 0 < confidence < 1, got {draws} and {confidence}")
-    weights = {name: _metric_weights(name, headline_ks) for name in metrics}
-    ks = sorted({k for w in weights.values() for k in w})
-    queries = {c: len(_ranks(r, c)) for c, r in sorted(runs[0].items())}
+    weights = {name: _metric_weights(name, headline) for name in metrics}
+    parts = sorted({part for w in weights.values() for part in w})
+    queries = {c: len(_rank_kinds(r, c)["R@"]) for c, r in sorted(runs[0].items())}
     for i, run in enumerate([*runs, *(baselines or [])]):
-        sizes = {c: len(_ranks(r, c)) for c, r in sorted(run.items())}
+        sizes = {c: len(_rank_kinds(r, c)["R@"]) for c, r in sorted(run.items())}
         if sizes != queries:
             raise ValueError(f"runs are not paired: run {i} has queries per category {sizes}, run 0 {queries}")
     sizes = {c: n for c, n in queries.items() if n}
     if not sizes:
         raise ValueError("no category has ranked queries")
-    # Per category, one contiguous row per K over (seed, query): the run's hit minus the baseline's (-1, 0 or 1).
+    # Per category, one contiguous row per metric part over (seed, query): the run's hit minus the baseline's.
     diffs = {}
     for c in sizes:
-        hits = np.stack([_ranks(run[c], c) < np.array(ks)[:, None] for run in runs], axis=1).astype(np.int8)
+        hits = np.stack([_hits(run[c], c, parts) for run in runs], axis=1).astype(np.int8)
         if baselines is not None:
-            hits -= np.stack([_ranks(run[c], c) < np.array(ks)[:, None] for run in baselines], axis=1).astype(np.int8)
-        diffs[c] = hits.reshape(len(ks), -1)
+            hits -= np.stack([_hits(run[c], c, parts) for run in baselines], axis=1).astype(np.int8)
+        diffs[c] = hits.reshape(len(parts), -1)
     per_k = _draw(diffs, sizes, len(runs), draws, np.random.default_rng(seed))
-    observed = _observed(runs, baselines, metrics, headline_ks)
+    observed = _observed(runs, baselines, metrics, headline)
     tail = 100.0 * (1.0 - confidence) / 2.0
     estimates = {}
     for name, w in weights.items():
         # Rounded to 1e-9 points so that floating-point noise cannot turn an exact tie into a win (2/6 vs 3/9).
-        stat = np.round(sum(weight * per_k[:, ks.index(k)] for k, weight in w.items()), 9) + 0.0
+        stat = np.round(sum(weight * per_k[:, parts.index(part)] for part, weight in w.items()), 9) + 0.0
         low, high = np.percentile(stat, [tail, 100.0 - tail])
         estimates[name] = Estimate(observed[name], float(low), float(high), float(np.mean(stat > 0)),
                                    float(np.mean(stat == 0)))
@@ -314,31 +335,78 @@ def _draw(diffs: Mapping[str, np.ndarray], sizes: Mapping[str, int], num_seeds: 
 
 
 def _observed(runs: Sequence[RanksByCategory], baselines: Sequence[RanksByCategory] | None, metrics: Sequence[str],
-              headline_ks: Sequence[int]) -> dict[str, float]:
+              headline: Sequence[str]) -> dict[str, float]:
     """Each metric of the runs (minus the baselines') on the original data, averaged over seeds."""
-    ks = sorted({k for name in metrics for k in _metric_weights(name, headline_ks)})
-    values = [recalls(run, ks, headline_ks).metrics for run in runs]
+    values = [_metric_values(run, metrics, headline) for run in runs]
     if baselines is not None:
         values = [{name: v[name] - b[name] for name in v}
-                  for v, b in zip(values, (recalls(run, ks, headline_ks).metrics for run in baselines))]
+                  for v, b in zip(values, (_metric_values(run, metrics, headline) for run in baselines))]
     return {name: float(np.mean([v[name] for v in values])) for name in metrics}
 
 
-def _metrics(mean: Mapping[int, float], ks: Sequence[int], headline_ks: Sequence[int]) -> dict[str, float]:
-    """``{"R@K": mean[K]}`` for each K of ``ks``, and ``headline``: the mean over ``headline_ks`` (if any)."""
-    metrics = {f"R@{k}": mean[k] for k in ks}
-    if headline_ks:
-        metrics["headline"] = float(np.mean([mean[k] for k in headline_ks]))
+def _metric_values(run: RanksByCategory, metrics: Sequence[str], headline: Sequence[str]) -> dict[str, float]:
+    """``metrics`` of one evaluation, each the weighted sum of its parts' means over categories."""
+    parts = sorted({part for name in metrics for part in _metric_weights(name, headline)})
+    per_category = [{part: _recall(_rank_kinds(ranks, c)[part[0]], part[1]) for part in parts}
+                    for c, ranks in sorted(run.items()) if len(_rank_kinds(ranks, c)["R@"])]
+    if not per_category:
+        raise ValueError("no category has ranked queries")
+    mean = {part: float(np.mean([r[part] for r in per_category])) for part in parts}
+    return {name: sum(w * mean[part] for part, w in _metric_weights(name, headline).items()) for name in metrics}
+
+
+def _metrics(mean: Mapping[tuple[str, int], float], names: Sequence[str], headline: Sequence[str]) -> dict[str, float]:
+    """Each metric of ``names`` from the parts' means, and ``headline``: the mean of the headline metrics (if any)."""
+    metrics = {name: mean[_single(name)] for name in names}
+    if headline:
+        metrics["headline"] = float(np.mean([mean[_single(name)] for name in headline]))
     return metrics
 
 
-def _metric_weights(name: str, headline_ks: Sequence[int]) -> dict[int, float]:
-    """The metric ``name`` as a weighted sum of mean Recall@K: ``R@K`` is K alone, ``headline`` the mean of its Ks."""
-    if name == "headline" and headline_ks:
-        return {k: 1.0 / len(headline_ks) for k in headline_ks}
-    if name.startswith("R@") and name[2:].isdigit() and int(name[2:]) >= 1:
-        return {int(name[2:]): 1.0}
-    raise ValueError(f"unknown metric {name!r}: expected 'R@K' (K a positive integer) or 'headline'")
+def _metric_weights(name: str, headline: Sequence[str]) -> Weights:
+    """The metric ``name`` as a weighted sum of parts: ``R@K``/``Rs@K`` is its part alone, ``headline`` the mean of
+    the headline metrics."""
+    if name == "headline" and headline:
+        return {_single(metric): 1.0 / len(headline) for metric in headline}
+    return {_single(name): 1.0}
+
+
+def _single(name: str) -> tuple[str, int]:
+    """``R@K`` or ``Rs@K`` as its part ``(prefix, K)``."""
+    for prefix in RANK_KINDS:
+        rest = name[len(prefix):] if name.startswith(prefix) else ""
+        if rest.isdigit() and int(rest) >= 1:
+            return prefix, int(rest)
+    raise ValueError(f"unknown metric {name!r}: expected 'R@K', 'Rs@K' (K a positive integer) or 'headline'")
+
+
+def _recall(ranks: np.ndarray, k: int) -> float:
+    """Recall@K in percent, computed as :func:`cirlab.evaluation.recall.recall_from_ranks` computes it (the same
+    float operations, so that both agree exactly)."""
+    return float((ranks < k).sum()) * 100.0 / ranks.size
+
+
+def _has_subsets(value: Any) -> bool:
+    return getattr(value, "subset_ranks", None) is not None
+
+
+def _rank_kinds(value: Any, category: str) -> dict[str, np.ndarray]:
+    """A category's ranks by kind prefix (``R@``; ``Rs@`` when it has subset ranks), each checked."""
+    if hasattr(value, "ranks"):
+        kinds = {"R@": _ranks(value.ranks, category)}
+        if _has_subsets(value):
+            kinds["Rs@"] = _ranks(value.subset_ranks, category)
+        return kinds
+    return {"R@": _ranks(value, category)}
+
+
+def _hits(value: Any, category: str, parts: Sequence[tuple[str, int]]) -> np.ndarray:
+    """``[len(parts), Q]``: whether each query is a hit for each metric part."""
+    kinds = _rank_kinds(value, category)
+    missing = sorted({kind for kind, _ in parts if kind not in kinds})
+    if missing:
+        raise ValueError(f"category {category!r}: {missing[0]}K needs subset ranks, which this evaluation lacks")
+    return np.stack([kinds[kind] < k for kind, k in parts]) if parts else np.zeros((0, len(kinds["R@"])), bool)
 
 
 def _ranks(ranks: Any, category: str) -> np.ndarray:

@@ -4,8 +4,8 @@ One PNG per run. Each row is one query of the validation protocol: the reference
 ("C1 and c2", the evaluation form), the top 10 gallery images by cosine similarity (a green border
 marks the target) and, last, the target itself with its rank. The queries are drawn with a fixed
 seed, spread over the categories, and are the same in every run's figure so that the runs can be
-compared image by image. Ranking follows the protocol exactly (:mod:`cirlab.evaluation.fashioniq`:
-same gallery, same caption form, ties broken by gallery order).
+compared image by image. Ranking follows the cache's protocol exactly (:mod:`cirlab.evaluation.protocol`:
+same gallery, same caption form, CIRR's reference removed, ties broken by gallery order).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from cirlab.data.captions import eval_caption
 from cirlab.errors import CirlabError, DataError
 from cirlab.features.cache import FeatureCache
 from cirlab.io import atomic_path
@@ -95,29 +94,28 @@ def pick_queries(counts: Mapping[str, int], count: int, seed: int = 0) -> list[Q
 
 def rank_queries(cache: FeatureCache, combine: Any, picks: Sequence[QueryPick], validation: Any,
                  top_k: int = TOP_K) -> list[RankedQuery]:
-    """Rank the picked queries with ``combine`` on ``validation`` (a :class:`FashionIQValidation`)."""
+    """Rank the picked queries with ``combine`` on ``validation`` (a :class:`~cirlab.evaluation.protocol.Protocol`)."""
     import torch
     import torch.nn.functional as F
 
-    from cirlab.evaluation.recall import OUTSIDE_GALLERY, target_ranks
+    from cirlab.evaluation.recall import OUTSIDE_GALLERY
 
     ranked = []
     with torch.no_grad():
         for pick in picks:
-            images, texts, targets = validation.query_inputs(pick.category)
-            gallery = validation.gallery(pick.category)
+            images, texts, _ = validation.query_inputs(pick.category)
             queries = validation.queries[pick.category]
             row = slice(pick.index, pick.index + 1)
             query = F.normalize(combine(images[row], texts[row]).float(), dim=-1)
-            scores = (query @ gallery.T)[0]
+            scores = validation.scores(pick.category, pick.index, query)[0]
             order = torch.sort(scores, descending=True, stable=True).indices[:top_k].tolist()
-            rank = int(target_ranks(query, gallery, targets[row])[0])
+            rank = int(validation.rank(pick.category, pick.index, query)[0][0])
             gallery_ids = [cache.image_ids[int(r)] for r in queries.gallery_rows]
             position = int(queries.positions[pick.index])
             target_row = int(cache.triplets.target_rows[position])
             ranked.append(RankedQuery(
                 category=pick.category,
-                caption=eval_caption(cache.triplets.captions[position]),
+                caption=cache.eval_caption(position),
                 reference=cache.image_ids[int(queries.reference_rows[pick.index])],
                 target=cache.image_ids[target_row] if target_row >= 0 else None,
                 results=[gallery_ids[i] for i in order],
@@ -132,15 +130,15 @@ def write_query_figures(cache: FeatureCache, data_root: str | Path, run_dirs: Ma
     """Draw one query figure per run (its ``best/`` combiner) for the same ``count`` queries; return the paths."""
     from cirlab.combiners import load_combiner
     from cirlab.combiners.persistence import resolve_checkpoint
-    from cirlab.data import FashionIQ
-    from cirlab.evaluation.fashioniq import FashionIQValidation
+    from cirlab.data import open_dataset
+    from cirlab.evaluation.protocol import build_protocol
 
     try:
-        dataset = FashionIQ(data_root)
+        dataset = open_dataset(data_root, cache.dataset)
         images = ImageTiles(dataset)
     except DataError as error:
         raise QueryFigureUnavailable(f"cannot read the data set's images ({error})") from None
-    validation = FashionIQValidation(cache, categories=list(categories) if categories else None, split=split)
+    validation = build_protocol(cache, split, categories=list(categories) if categories else None)
     picks = pick_queries({c: len(q.positions) for c, q in validation.queries.items()}, count, seed)
     first = cache.image_ids[int(validation.queries[picks[0].category].reference_rows[picks[0].index])]
     if dataset.image_path(first) is None:

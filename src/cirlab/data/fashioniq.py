@@ -2,48 +2,85 @@
 
 from __future__ import annotations
 
-from functools import cached_property
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from cirlab.data.captions import CAPTION_FORMS, EVAL_FORM_INDEX, caption_variants
+from cirlab.data.dataset import DATASETS, DatasetReader
 from cirlab.data.images import scan_images
 from cirlab.data.jsonfiles import read_caption_file, read_split_file, read_tags_file
-from cirlab.data.layout import CATEGORIES, SPLITS, captions_file, images_dir, split_file, tags_file
-from cirlab.data.missing import MissingPolicy, MissingReport
-from cirlab.data.records import SplitData, Triplet
-from cirlab.errors import ConfigError, DataError, MissingImagesError
+from cirlab.data.layout import (
+    CATEGORIES,
+    SPLITS,
+    SPLITS_DIR,
+    captions_file,
+    images_dir,
+    split_file,
+    tags_file,
+)
+from cirlab.data.records import Triplet
+from cirlab.errors import DataError
 
 
-class FashionIQ:
-    """A FashionIQ-layout data set rooted at ``root``.
+@DATASETS.register("fashioniq")
+class FashionIQ(DatasetReader):
+    """FashionIQ: three garment categories, two relative captions per triplet, test targets withheld.
 
     Files are read lazily and once. ``categories`` restricts the data set to some categories;
     by default every category whose files exist is used.
     """
 
-    def __init__(self, root: str | Path, categories: list[str] | tuple[str, ...] | None = None) -> None:
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise DataError(self.root, "data set folder not found")
-        if categories is None:
-            categories = [c for c in CATEGORIES if any(split_file(self.root, c, s).exists() for s in SPLITS)]
-            if not categories:
-                raise DataError(self.root / "image_splits",
-                                "no split files found (expected split.<category>.<split>.json)")
-        unknown = [c for c in categories if c not in CATEGORIES]
-        if unknown:
-            raise ConfigError(f"unknown categories {unknown}; FashionIQ has {list(CATEGORIES)}")
-        self.categories: tuple[str, ...] = tuple(categories)
+    caption_forms = CAPTION_FORMS
+    eval_form_index = EVAL_FORM_INDEX
+    splits_with_targets = ("train", "val")
+    known_splits = SPLITS
+    known_categories = CATEGORIES
+
+    def __init__(self, root: str | Path, categories: Sequence[str] | None = None) -> None:
+        super().__init__(root, categories)
         self._ids: dict[tuple[str, str], list[str]] = {}
         self._triplets: dict[tuple[str, str], list[Triplet]] = {}
+
+    # ----------------------------------------------------------------- layout
+    @classmethod
+    def detect(cls, root: Path) -> bool:
+        return any(split_file(root, c, s).exists() or captions_file(root, c, s).exists()
+                   for c in CATEGORIES for s in SPLITS)
+
+    @classmethod
+    def expected_files(cls) -> tuple[str, ...]:
+        return ("images/<id>.jpg|.png", "captions/cap.<category>.<split>.json",
+                "image_splits/split.<category>.<split>.json")
+
+    @classmethod
+    def caption_texts(cls, captions: Sequence[str]) -> tuple[str, ...]:
+        """The four training forms of the caption pair (:func:`cirlab.data.captions.caption_variants`)."""
+        return caption_variants(captions)
+
+    def _present_categories(self) -> tuple[str, ...]:
+        present = tuple(c for c in CATEGORIES if any(split_file(self.root, c, s).exists() for s in SPLITS))
+        if not present:
+            raise DataError(self.root / SPLITS_DIR, "no split files found (expected split.<category>.<split>.json)")
+        return present
 
     # ------------------------------------------------------------------ files
     def has_split(self, category: str, split: str) -> bool:
         """Whether both the split file and the caption file of ``category``/``split`` exist."""
         return split_file(self.root, category, split).exists() and captions_file(self.root, category, split).exists()
 
-    def splits(self) -> list[str]:
-        """Splits for which every selected category has files."""
-        return [s for s in SPLITS if all(self.has_split(c, s) for c in self.categories)]
+    def present_splits(self, category: str) -> list[str]:
+        """Splits with a split file or a caption file; having only one of the two is an error (half a split
+        cannot be encoded faithfully)."""
+        present = []
+        for split in SPLITS:
+            sfile, cfile = split_file(self.root, category, split), captions_file(self.root, category, split)
+            if not sfile.exists() and not cfile.exists():
+                continue
+            for path in (sfile, cfile):
+                if not path.exists():
+                    raise DataError(path, f"file not found, but the other file of {category}/{split} exists")
+            present.append(split)
+        return present
 
     def image_ids(self, category: str, split: str) -> list[str]:
         """Image ids of ``split.<category>.<split>.json``, in file order."""
@@ -57,7 +94,7 @@ class FashionIQ:
         key = (category, split)
         if key not in self._triplets:
             path = captions_file(self.root, category, split)
-            entries = read_caption_file(path, require_target=split != "test")
+            entries = read_caption_file(path, require_target=split in self.splits_with_targets)
             self._triplets[key] = [
                 Triplet(reference=e["candidate"], target=e.get("target"), captions=(e["captions"][0], e["captions"][1]),
                         category=category, split=split, index=i)
@@ -70,53 +107,29 @@ class FashionIQ:
         path = tags_file(self.root, category, split)
         return read_tags_file(path) if path.exists() else None
 
+    def annotation_files(self) -> list[Path]:
+        """The caption, split and tag files of the selected categories that exist."""
+        files = []
+        for category in self.categories:
+            for split in SPLITS:
+                for path in (captions_file(self.root, category, split), split_file(self.root, category, split),
+                             tags_file(self.root, category, split)):
+                    if path.is_file():
+                        files.append(path)
+        return sorted(files)
+
     # ----------------------------------------------------------------- images
-    @cached_property
-    def _image_index(self) -> dict[str, Path]:
+    @property
+    def images_root(self) -> Path:
+        return images_dir(self.root)
+
+    def image_folders(self) -> list[Path]:
+        return [images_dir(self.root)]
+
+    def _find_images(self) -> Mapping[str, Path]:
         found, ambiguous = scan_images(images_dir(self.root))
         if ambiguous:
             image_id, paths = next(iter(sorted(ambiguous.items())))
             raise DataError(paths[0].parent, f"{len(ambiguous)} image ids have several files, e.g. {image_id!r}: "
                                              f"{', '.join(p.name for p in paths)}")
         return found
-
-    def image_path(self, image_id: str) -> Path | None:
-        """The file of ``image_id``, or ``None`` when the images folder lacks it."""
-        return self._image_index.get(image_id)
-
-    def available_image_ids(self) -> set[str]:
-        """Every image id present in the images folder."""
-        return set(self._image_index)
-
-    # ------------------------------------------------------------ missing data
-    def split_data(self, category: str, split: str, policy: MissingPolicy | str = MissingPolicy.ERROR,
-                   report: MissingReport | None = None) -> SplitData:
-        """Image ids and triplets of one category and split after the missing-image policy.
-
-        With ``error`` any missing image raises :class:`MissingImagesError` that counts them and
-        names the first few. With ``skip`` they and the triplets that need them are left out and
-        recorded in ``report`` (when given) under ``"<category>.<split>"``.
-        """
-        policy = MissingPolicy.parse(policy)
-        available = self._image_index
-        ids = self.image_ids(category, split)
-        triplets = self.triplets(category, split)
-        referenced = list(ids) + [t.reference for t in triplets] + [t.target for t in triplets if t.target]
-        missing = sorted({image_id for image_id in referenced if image_id not in available})
-        missing_set = set(missing)
-        dropped = [t for t in triplets if t.reference in missing_set or (t.target in missing_set)]
-        if missing and policy is MissingPolicy.ERROR:
-            affected = len(dropped)
-            raise MissingImagesError(
-                images_dir(self.root),
-                f"{len(missing)} images of {category}/{split} are missing (e.g. {', '.join(missing[:3])}), "
-                f"affecting {affected} of {len(triplets)} triplets; pass --missing skip (missing=\"skip\") "
-                f"to leave them out with counts",
-            )
-        if report is not None:
-            report.policy = policy.value
-            report.add(f"{category}.{split}", missing, [t.index for t in dropped])
-        kept_ids = [i for i in ids if i not in missing_set]
-        kept_triplets = [t for t in triplets if t.reference not in missing_set and t.target not in missing_set]
-        return SplitData(category=category, split=split, image_ids=kept_ids, triplets=kept_triplets,
-                         missing_images=missing, dropped_triplets=dropped)

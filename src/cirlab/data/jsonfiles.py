@@ -22,10 +22,11 @@ MAX_CAPTION_CHARS = 1_000
 MAX_CAPTION_FILE_BYTES = 64 * 2**20
 
 
-def read_json(path: Path, *, max_bytes: int | None = None) -> Any:
+def read_json(path: Path, *, max_bytes: int | None = None, unique_keys: bool = False) -> Any:
     """Parse a UTF-8 JSON file, turning every failure into a one-line :class:`DataError`.
 
-    A file over ``max_bytes`` is refused from its size, before it is read.
+    A file over ``max_bytes`` is refused from its size, before it is read. With ``unique_keys`` an
+    object that repeats a key is an error (JSON decoding would otherwise keep the last value silently).
     """
     try:
         if max_bytes is not None and (size := path.stat().st_size) > max_bytes:
@@ -44,12 +45,32 @@ def read_json(path: Path, *, max_bytes: int | None = None) -> Any:
     if not text.strip():
         raise DataError(path, "file is empty")
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_refuse_repeated_keys if unique_keys else None)
+    except _RepeatedKey as exc:
+        raise DataError(path, f"key {exc.key!r} appears twice in one object") from None
     except json.JSONDecodeError as exc:
         raise DataError(path, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except RecursionError:
         raise DataError(path, "JSON nested too deeply to read (lists or objects inside each other "
                               "thousands of levels deep)") from None
+
+
+class _RepeatedKey(ValueError):
+    """A JSON object repeats ``key``."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` object hook: the object, unless a key repeats."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _RepeatedKey(key)
+        result[key] = value
+    return result
 
 
 def check_image_id(path: Path, where: str, value: Any) -> str:

@@ -1,15 +1,16 @@
-"""Inputs of the FashionIQ validation protocol.
+"""Inputs of a validation protocol, read from the data set's files.
 
-Per category: gallery = every image of ``split.<category>.val.json``; queries = every triplet of
-``cap.<category>.val.json`` (empty captions included). A query whose reference or target is not
-in the gallery cannot be ranked as the field ranks it; such queries are listed, never hidden.
+Per category: gallery = every image of the category's split file (FashionIQ's
+``split.<category>.val.json``, CIRR's ``split.rc2.val.json``); queries = every triplet of its caption
+file (empty captions included). A query whose reference or target is not in the gallery cannot be
+ranked as the field ranks it; such queries are listed, never hidden.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cirlab.data.fashioniq import FashionIQ
+from cirlab.data.dataset import DatasetReader
 from cirlab.data.missing import MissingPolicy, MissingReport
 from cirlab.data.records import Triplet
 
@@ -24,7 +25,7 @@ class ProtocolInputs:
     outside_gallery: list[Triplet] = field(default_factory=list)
 
 
-def validation_inputs(dataset: FashionIQ, category: str, split: str = "val",
+def validation_inputs(dataset: DatasetReader, category: str, split: str = "val",
                       policy: MissingPolicy | str = MissingPolicy.ERROR,
                       report: MissingReport | None = None) -> ProtocolInputs:
     """Build the protocol's gallery and queries for one category, applying the missing-image policy."""

@@ -7,7 +7,13 @@ Stages, each writing one sub-folder of ``OUT``:
    (:func:`cirlab.encoder_training.pretrain`), standing in for CLIP weights that cannot be downloaded;
 3. ``features/``: every image and caption form encoded once (:func:`cirlab.features.extract.extract_features`);
 4. ``compare/``: one combiner run per negative-sampling strategy and the report
-   (:func:`cirlab.compare.compare`).
+   (:func:`cirlab.compare.compare`);
+5. ``submission/`` (CIRR only): the test server's files for ``test1`` from the best run
+   (:func:`cirlab.evaluation.pipeline.evaluate` with ``submission=``), checked against the annotation.
+
+With ``dataset="cirr"`` the benchmark is written in CIRR's layout (``cirlab synth --format cirr``), and
+extraction, training and the report follow the cache's data set: CIRR's protocol (Recall@K with the
+reference removed, Recall_subset@K, headline the mean of R@5 and Rs@1).
 
 A finished stage is skipped on the next invocation with a line saying so; a stage whose options
 changed is redone from scratch together with every later stage; an interrupted stage resumes
@@ -30,6 +36,9 @@ from cirlab.demo.options import DEFAULT_STRATEGIES, DemoOptions
 from cirlab.demo.state import COMPLETE, RUNNING, DemoState, stage_key
 
 DATA_DIR, ENCODER_DIR, FEATURES_DIR, COMPARE_DIR = "data", "encoder", "features", "compare"
+SUBMISSION_DIR = "submission"
+#: The CIRR split whose targets are withheld, for which the demo writes the test server's files.
+TEST_SERVER_SPLIT = "test1"
 
 LOGGER = logging.getLogger(__name__)
 
@@ -59,6 +68,7 @@ class DemoResult:
     ran: list[str] = field(default_factory=list)  # stages run by this invocation
     skipped: list[str] = field(default_factory=list)  # stages found complete and skipped
     seconds: float = 0.0
+    submission: Path | None = None  # the folder of the test server's files (CIRR only)
 
     @property
     def report(self) -> Path:
@@ -108,19 +118,21 @@ def run_demo(options: DemoOptions | None = None) -> DemoResult:
         upstream_ran = True
         previous = key
     comparison = products.get("comparison") or load_comparison(out / COMPARE_DIR)
-    return DemoResult(out=out, comparison=comparison, ran=ran, skipped=skipped,
-                      seconds=time.perf_counter() - started)
+    return DemoResult(out=out, comparison=comparison, ran=ran, skipped=skipped, seconds=time.perf_counter() - started,
+                      submission=out / SUBMISSION_DIR if options.dataset == "cirr" else None)
 
 
 def build_stages(options: DemoOptions, products: dict[str, Any]) -> list[Stage]:
-    """The four stages for ``options``; each one's ``run`` stores what later code needs in ``products``."""
+    """The stages for ``options`` (four; five on CIRR); each one's ``run`` stores what later code needs in
+    ``products``."""
     from cirlab.synth import GENERATOR_VERSION, SynthConfig
 
     out = options.out
     data_dir, encoder_dir = out / DATA_DIR, out / ENCODER_DIR
-    features_dir, compare_dir = out / FEATURES_DIR, out / COMPARE_DIR
+    features_dir, compare_dir, submission_dir = out / FEATURES_DIR, out / COMPARE_DIR, out / SUBMISSION_DIR
     synth = SynthConfig.preset(options.preset).with_overrides(
-        seed=options.seed, images_per_category=options.images_per_category, size=options.image_size)
+        seed=options.seed, images_per_category=options.images_per_category, size=options.image_size,
+        format=options.dataset)
     strategies = demo_strategies(options)
 
     def data() -> str:
@@ -154,8 +166,9 @@ def build_stages(options: DemoOptions, products: dict[str, Any]) -> list[Stage]:
         spec = EncoderSpec(model=options.model, pretrained=None, checkpoint=encoder_dir, seed=options.seed)
         cache = extract_features(data_dir, spec, features_dir, num_workers=options.workers, device=options.device)
         manifest = cache.manifest
-        return (f"{manifest['num_images']} images and {manifest['num_triplets']} triplets x 4 caption forms "
-                f"({manifest['dim']}-d) in {features_dir}")
+        forms = len(cache.caption_forms)
+        return (f"{manifest['num_images']} images and {manifest['num_triplets']} triplets x {forms} caption "
+                f"form{'s' if forms > 1 else ''} ({manifest['dim']}-d) in {features_dir}")
 
     def comparison() -> str:
         from cirlab.compare import compare
@@ -171,10 +184,21 @@ def build_stages(options: DemoOptions, products: dict[str, Any]) -> list[Stage]:
                 f"{best.selected['headline'].mean:.1f} on {result.reported}, untrained sum "
                 f"{result.untrained.headline:.1f}); report in {result.report}")
 
+    def submission() -> str:
+        from cirlab.evaluation.pipeline import evaluate
+
+        result = products.get("comparison") or load_comparison(compare_dir)
+        run, checkpoint = best_run(result)
+        evaluate(features_dir, checkpoint=run / checkpoint, split=TEST_SERVER_SPLIT, submission=submission_dir,
+                 device=options.device, show_progress=False)
+        return (f"test-server files for {TEST_SERVER_SPLIT} from {run.relative_to(compare_dir)} ({checkpoint}/), "
+                f"checked against the annotation, in {submission_dir}")
+
     train_options = {"config": options.config, "epochs": options.epochs, "batch_size": options.batch_size,
                      "seed": options.seed, "overrides": [list(item) for item in options.train_overrides]}
-    return [
-        Stage("data", "generate the synthetic benchmark", data_dir,
+    stages = [
+        Stage("data", "generate the synthetic benchmark" + (" in CIRR's layout" if options.dataset == "cirr" else ""),
+              data_dir,
               {"generator_version": GENERATOR_VERSION, **synth.to_dict()}, data),
         Stage("encoder", f"pretrain {options.model} on the tags", encoder_dir,
               {"model": options.model, "epochs": options.pretrain_epochs, "batch_size": options.pretrain_batch_size,
@@ -188,6 +212,22 @@ def build_stages(options: DemoOptions, products: dict[str, Any]) -> list[Stage]:
                "queries": options.queries}, comparison,
               reset_options=train_options),
     ]
+    if options.dataset == "cirr":
+        stages.append(Stage("submission", f"write the test server's files for {TEST_SERVER_SPLIT} from the best run",
+                            submission_dir, {"split": TEST_SERVER_SPLIT}, submission))
+    return stages
+
+
+def best_run(result: ComparisonResult) -> tuple[Path, str]:
+    """The run folder of the best strategy's best seed (by the reported headline) and its reported checkpoint
+    (``best`` or ``last``, as the comparison selected)."""
+    from cirlab.compare.assemble import SELECTED_CHECKPOINT, run_name
+    from cirlab.compare.runner import RUNS_DIR
+
+    best = result.best_strategy()
+    values = best.selected["headline"].values
+    seed = best.seeds[max(range(len(values)), key=values.__getitem__)]
+    return result.out / RUNS_DIR / run_name(best.name, seed), SELECTED_CHECKPOINT[result.selection]
 
 
 def demo_strategies(options: DemoOptions) -> list[str]:

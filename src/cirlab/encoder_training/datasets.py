@@ -1,7 +1,8 @@
 """Torch data sets for encoder training: image–description pairs and CIR triplets.
 
-Records come from :class:`cirlab.data.FashionIQ` (after the missing-image policy); images are decoded
-with :func:`cirlab.data.load_image` and turned into tensors by the preprocessing given. Every random
+Records come from a data set reader (:func:`cirlab.data.dataset.open_dataset`), after the missing-image
+policy; images are decoded with :func:`cirlab.data.load_image` and turned into tensors by the preprocessing
+given. Every random
 choice a sample makes (description template, caption form) is drawn from a generator seeded by
 ``(seed, epoch, index)``, so an epoch yields the same samples in any process, with any number of
 workers, and again after a resume.
@@ -17,7 +18,8 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from cirlab.data import FashionIQ, MissingPolicy, MissingReport, Triplet, load_image, training_caption
+from cirlab.data import MissingPolicy, MissingReport, Triplet, load_image, training_caption
+from cirlab.data.dataset import DatasetReader
 from cirlab.data.layout import tags_file
 from cirlab.encoder_training.descriptions import eval_description, training_description
 from cirlab.errors import DataError
@@ -54,16 +56,22 @@ def sample_rng(seed: int, epoch: int, index: int) -> random.Random:
     return random.Random((seed * 1_000_003 + epoch) * 1_000_003 + index)
 
 
-def require_tags(dataset: FashionIQ, split: str) -> None:
-    """Raise a one-line :class:`DataError` when a selected category has no tag file for ``split``."""
+def require_tags(dataset: DatasetReader, split: str) -> None:
+    """Raise a one-line :class:`DataError` when a selected category has no tags for ``split`` (the reader says
+    where its tags live: FashionIQ's ``tags/asin2attr.<category>.<split>.json``, the synthetic CIRR's
+    ``cirr/tags/tags.rc2.<split>.json``)."""
     for category in dataset.categories:
-        path = tags_file(dataset.root, category, split)
-        if not path.exists():
-            raise DataError(path, f"tag file not found; pretraining builds image descriptions from attribute tags "
-                                  f"(tags/asin2attr.<category>.{split}.json)")
+        if dataset.tags(category, split) is not None:
+            continue
+        if dataset.kind == "fashioniq":
+            raise DataError(tags_file(dataset.root, category, split),
+                            f"tag file not found; pretraining builds image descriptions from attribute tags "
+                            f"(tags/asin2attr.<category>.{split}.json)")
+        raise DataError(dataset.root, f"no attribute tags for {category}/{split}; pretraining builds image "
+                                      f"descriptions from attribute tags, which this data set does not have")
 
 
-def described_split(dataset: FashionIQ, split: str, policy: MissingPolicy | str = MissingPolicy.ERROR,
+def described_split(dataset: DatasetReader, split: str, policy: MissingPolicy | str = MissingPolicy.ERROR,
                     report: MissingReport | None = None) -> DescribedSplit:
     """Every image of ``split`` (all selected categories) that has tags and an image file."""
     require_tags(dataset, split)
@@ -87,7 +95,7 @@ def described_split(dataset: FashionIQ, split: str, policy: MissingPolicy | str 
     return DescribedSplit(split=split, images=images, untagged=untagged)
 
 
-def split_triplets(dataset: FashionIQ, split: str, policy: MissingPolicy | str = MissingPolicy.ERROR,
+def split_triplets(dataset: DatasetReader, split: str, policy: MissingPolicy | str = MissingPolicy.ERROR,
                    report: MissingReport | None = None) -> list[Triplet]:
     """Triplets of ``split`` over every selected category, after the missing-image policy."""
     triplets: list[Triplet] = []
@@ -127,13 +135,14 @@ class DescriptionPairs(EpochSeeded, Dataset):
 
 
 class TripletSamples(EpochSeeded, Dataset):
-    """``(reference tensor, caption, target tensor)`` samples for CLIP4Cir-style fine-tuning.
+    """``(reference tensor, caption, target tensor, index)`` samples for CLIP4Cir-style fine-tuning.
 
     The caption is one of the four training forms of the triplet's caption pair
-    (:func:`cirlab.data.training_caption`); empty captions are kept as they are.
+    (:func:`cirlab.data.training_caption`); empty captions are kept as they are. ``index`` is the
+    triplet's position in ``triplets`` (mining looks up its target and reference in the gallery by it).
     """
 
-    def __init__(self, dataset: FashionIQ, triplets: Sequence[Triplet], preprocess: Preprocess,
+    def __init__(self, dataset: DatasetReader, triplets: Sequence[Triplet], preprocess: Preprocess,
                  seed: int = 0) -> None:
         self.triplets = list(triplets)
         self.preprocess = preprocess
@@ -144,12 +153,12 @@ class TripletSamples(EpochSeeded, Dataset):
     def __len__(self) -> int:
         return len(self.triplets)
 
-    def __getitem__(self, index: int) -> tuple[Any, str, Any]:
+    def __getitem__(self, index: int) -> tuple[Any, str, Any, int]:
         triplet = self.triplets[index]
         caption = training_caption(triplet.captions, sample_rng(self.seed, self.epoch, index))
         reference = self.preprocess(load_image(self._paths[triplet.reference]))
         target = self.preprocess(load_image(self._paths[triplet.target]))
-        return reference, caption, target
+        return reference, caption, target, index
 
 
 class ImageFiles(Dataset):
@@ -164,3 +173,18 @@ class ImageFiles(Dataset):
 
     def __getitem__(self, index: int) -> Any:
         return self.preprocess(load_image(self.paths[index]))
+
+
+class PixelHashes(Dataset):
+    """The pixel hash of each of a list of image files, in order (for the exact-duplicate groups of a gallery)."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> str:
+        from cirlab.features.image_loading import pixel_hash
+
+        return pixel_hash(load_image(self.paths[index]))

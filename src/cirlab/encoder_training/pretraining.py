@@ -18,14 +18,19 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
-from cirlab.data import FashionIQ, MissingReport, build_preprocess
-from cirlab.data.layout import tags_file
+from cirlab.data import MissingReport, build_preprocess, open_dataset
 from cirlab.distributed import DistributedContext
 from cirlab.encoder_training.datasets import DescribedImage, DescriptionPairs, described_split
 from cirlab.encoder_training.encoding import encode_image_files, encode_texts
-from cirlab.encoder_training.loop import EncoderObjective, quiet_gather_deprecation, train_encoder
+from cirlab.encoder_training.loop import (
+    EncoderLossBase,
+    EncoderObjective,
+    StepPosition,
+    quiet_gather_deprecation,
+    train_encoder,
+)
 from cirlab.encoder_training.options import TrainingOptions, resolve_options
 from cirlab.encoder_training.retrieval import (
     image_to_text_chance,
@@ -34,6 +39,7 @@ from cirlab.encoder_training.retrieval import (
     text_to_image_recall,
 )
 from cirlab.encoder_training.session import record_run, resume_point, training_session
+from cirlab.engine import StepOutput
 from cirlab.io import atomic_write_json
 from cirlab.locking import lock_folder
 
@@ -115,8 +121,10 @@ class DescriptionRetrieval:
         return {**{f"i2t_R@{k}": v for k, v in i2t.items()}, **{f"t2i_R@{k}": v for k, v in t2i.items()}}
 
 
-class DescriptionContrast:
+class DescriptionContrast(EncoderLossBase):
     """open_clip's symmetric InfoNCE over image–description pairs, gathered across processes."""
+
+    step_stats = ("logit_scale",)
 
     def __init__(self, tokenizer: Callable, device: torch.device, ctx: DistributedContext,
                  evaluate: DescriptionRetrieval | None) -> None:
@@ -128,7 +136,7 @@ class DescriptionContrast:
         self.loss_fn = open_clip.ClipLoss(local_loss=True, gather_with_grad=True, rank=ctx.rank,
                                           world_size=ctx.world_size)
 
-    def loss(self, module: nn.Module, batch: Any) -> Tensor:
+    def loss(self, module: nn.Module, batch: Any, position: StepPosition) -> StepOutput:
         images, texts = batch
         tokens = self.tokenizer(list(texts)).to(self.device, non_blocking=True)
         output = module(images.to(self.device, non_blocking=True), tokens)
@@ -138,7 +146,7 @@ class DescriptionContrast:
         else:
             image_features, text_features, scale = output[:3]
         with quiet_gather_deprecation():
-            return self.loss_fn(image_features, text_features, scale)
+            return StepOutput(self.loss_fn(image_features, text_features, scale))
 
     def after_step(self, model: nn.Module) -> dict[str, float]:
         with torch.no_grad():
@@ -163,11 +171,10 @@ def pretrain(data_root: str | Path, out: str | Path, *, model: str = DEFAULT_MOD
 
     options = resolve_options(options, overrides)
     out = Path(out)
-    dataset = FashionIQ(data_root, list(categories) if categories else None)
+    dataset = open_dataset(data_root, categories=list(categories) if categories else None)
     report = MissingReport(policy=options.missing)
     train = described_split(dataset, "train", options.missing, report)
-    has_heldout = all(dataset.has_split(c, "val") and tags_file(dataset.root, c, "val").exists()
-                      for c in dataset.categories)
+    has_heldout = all(dataset.has_split(c, "val") and dataset.tags(c, "val") is not None for c in dataset.categories)
     heldout = described_split(dataset, "val", options.missing, report) if has_heldout else None
     identity = {"kind": "pretrain", "data": str(dataset.root.resolve()), "categories": list(dataset.categories),
                 "model": model, "pretrained": pretrained, **options.identity()}
@@ -186,8 +193,7 @@ def pretrain(data_root: str | Path, out: str | Path, *, model: str = DEFAULT_MOD
         objective = EncoderObjective(
             model=clip, model_name=model, learner=DescriptionContrast(tokenizer, device, ctx, evaluate),
             dataset=DescriptionPairs(train.images, preprocess, seed=options.seed), options=options, ctx=ctx,
-            device=device, step_stats=("logit_scale",),
-            checkpoint_extra={"trained_by": "cirlab pretrain", "data": identity["data"]})
+            device=device, checkpoint_extra={"trained_by": "cirlab pretrain", "data": identity["data"]})
         run = train_encoder(objective, out=out, identity=identity, kind="pretrain", on_epoch_end=on_epoch_end)
         untagged = {f"train.{c}": n for c, n in train.untagged.items()}
         if heldout is not None:

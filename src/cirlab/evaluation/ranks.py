@@ -7,7 +7,8 @@ queries of a category and split are the same for every run on one feature cache,
 query by query: a comparison resamples them together (:mod:`cirlab.compare.statistics`).
 
 Arrays are stored as ``<evaluation>/<category>/ranks`` (int32), ``.../file_indices`` (int32) and
-``.../gallery`` (a scalar), compressed, and the file is replaced atomically.
+``.../gallery`` (a scalar), with ``.../subset_ranks`` (int32) for a protocol that ranks within subsets (CIRR),
+and ``.../subset_sizes`` (the candidates of each query's subset), compressed, and the file is replaced atomically.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class CategoryRanks:
     ranks: np.ndarray  # [Q] 0-based target ranks
     file_indices: np.ndarray  # [Q] position of each query in its caption file
     gallery_size: int
+    subset_ranks: np.ndarray | None = None  # [Q] 0-based ranks within each query's subset (CIRR)
+    subset_sizes: np.ndarray | None = None  # [Q] candidates in each query's subset (its reference excluded)
 
 
 #: An evaluation's ranks by category.
@@ -47,10 +50,16 @@ def evaluation_name(split: str, tag: str | int) -> str:
 
 def ranks_of(result: EvaluationResult) -> EvaluationRanks:
     """The per-query ranks of an evaluation result."""
-    return {category: CategoryRanks(ranks=np.asarray(r.ranks, dtype=np.int32),
-                                    file_indices=np.asarray(r.file_indices, dtype=np.int32),
-                                    gallery_size=int(r.gallery_size))
+    return {category: CategoryRanks(ranks=_int32(r.ranks), file_indices=np.asarray(r.file_indices, dtype=np.int32),
+                                    gallery_size=int(r.gallery_size),
+                                    subset_ranks=None if r.subset_ranks is None else _int32(r.subset_ranks),
+                                    subset_sizes=None if r.subset_sizes is None else _int32(r.subset_sizes))
             for category, r in result.per_category.items()}
+
+
+def _int32(ranks: np.ndarray) -> np.ndarray:
+    """Ranks as int32, the rank of a target outside the gallery (int64's maximum) saturated to int32's."""
+    return np.minimum(np.asarray(ranks, dtype=np.int64), np.iinfo(np.int32).max).astype(np.int32)
 
 
 def write_ranks(path: str | Path, evaluations: Mapping[str, EvaluationRanks]) -> None:
@@ -61,6 +70,9 @@ def write_ranks(path: str | Path, evaluations: Mapping[str, EvaluationRanks]) ->
             arrays[f"{name}/{category}/ranks"] = entry.ranks
             arrays[f"{name}/{category}/file_indices"] = entry.file_indices
             arrays[f"{name}/{category}/gallery"] = np.asarray(entry.gallery_size, dtype=np.int64)
+            for part in ("subset_ranks", "subset_sizes"):
+                if getattr(entry, part) is not None:
+                    arrays[f"{name}/{category}/{part}"] = getattr(entry, part)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     atomic_write_bytes(path, buffer.getvalue())
@@ -82,7 +94,9 @@ def read_ranks(path: str | Path) -> dict[str, EvaluationRanks]:
         prefix = f"{name}/{category}"
         try:
             entry = CategoryRanks(ranks=arrays[key], file_indices=arrays[f"{prefix}/file_indices"],
-                                  gallery_size=int(arrays[f"{prefix}/gallery"]))
+                                  gallery_size=int(arrays[f"{prefix}/gallery"]),
+                                  subset_ranks=arrays.get(f"{prefix}/subset_ranks"),
+                                  subset_sizes=arrays.get(f"{prefix}/subset_sizes"))
         except KeyError as missing:
             raise CacheMismatchError(f"{path}: ranks of {prefix} without their {missing.args[0].rsplit('/', 1)[1]}") \
                 from None

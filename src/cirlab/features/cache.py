@@ -4,11 +4,19 @@ Layout of a cache folder::
 
     manifest.json   what was encoded and how (written last: a cache without it is incomplete)
     images.npy      [N_images, d] image features, rows in the order of ``index.json``'s ``image_ids``
-    texts.npy       [N_triplets, 4, d] text features of the four caption forms (CAPTION_FORMS order;
-                    the evaluation form "C1 and c2" is form 0)
+    texts.npy       [N_triplets, F, d] text features of the data set's F caption forms (the manifest's
+                    ``caption_forms``, in order; ``eval_form_index`` names the one evaluation encodes:
+                    FashionIQ has four, "C1 and c2" first and evaluated, CIRR one, its caption)
     index.json      image ids, a content hash per image (of its decoded pixels, so that exact
                     duplicates under different ids can be recognised), the image rows of every
                     ``<category>.<split>``, and the triplet table
+
+The manifest's ``dataset`` names the layout the cache was extracted from (``fashioniq``, ``cirr``; a
+cache written before CIRR has none and is FashionIQ's). The triplet table holds, per triplet, its
+category, split, position in its caption file, reference and target rows (-1: withheld) and captions
+(a list of any length); the data set's query records, where it has them, are optional columns:
+``query_id`` (CIRR's ``pairid``), ``subset_rows`` (the image rows of its subset) and ``soft_targets``
+(``[row, score]`` pairs of other images that satisfy it).
 
 Features are stored as the encoder returns them (not normalised); consumers normalise where their
 method does. Every file is written atomically and the manifest last, so a reader never sees a
@@ -32,7 +40,8 @@ hashes: such a cache is opened without the content check. Each problem is a one-
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -40,9 +49,9 @@ from typing import Any
 
 import numpy as np
 
-from cirlab.data.captions import CAPTION_FORMS, EVAL_FORM_INDEX
+from cirlab.data.dataset import DEFAULT_DATASET, dataset_class
 from cirlab.data.layout import CAPTIONS_DIR, IMAGES_DIR, SPLITS_DIR
-from cirlab.errors import CacheMismatchError
+from cirlab.errors import CacheMismatchError, ConfigError
 from cirlab.features.identity import describe_differences, identity_differences, manifest_identity
 from cirlab.features.partial import PARTIAL_DIR
 from cirlab.hashing import checked_records, file_record, read_verified, verify_file
@@ -53,10 +62,16 @@ MANIFEST_FILE = "manifest.json"
 IMAGES_FILE = "images.npy"
 TEXTS_FILE = "texts.npy"
 INDEX_FILE = "index.json"
+#: The subset of a triplet that has none (shared, read-only).
+_NO_ROWS = np.zeros(0, dtype=np.int64)
+_NO_ROWS.setflags(write=False)
 #: What to do about a damaged or malformed cache.
 REBUILD = "extract the cache again (`cirlab extract ... --overwrite`)"
 #: The columns of ``index.json``'s triplet table.
 TRIPLET_COLUMNS: tuple[str, ...] = ("category", "split", "file_index", "reference_row", "target_row", "captions")
+#: Optional columns of the triplet table (written when the data set records them), with the value of a triplet
+#: that has none.
+OPTIONAL_COLUMNS: dict[str, Any] = {"query_id": "", "subset_rows": [], "soft_targets": []}
 
 
 @dataclass(frozen=True)
@@ -68,7 +83,10 @@ class TripletTable:
     file_index: np.ndarray  # [T] int64, position in the caption file
     reference_rows: np.ndarray  # [T] int64, row in images.npy
     target_rows: np.ndarray  # [T] int64, row in images.npy, -1 when the split withholds targets
-    captions: list[tuple[str, str]]
+    captions: list[tuple[str, ...]]  # the data set's captions (FashionIQ: two, CIRR: one)
+    query_ids: np.ndarray  # [T] str, the data set's query id (CIRR's pairid), "" when none
+    subset_rows: list[np.ndarray]  # per triplet, int64 image rows of its subset (CIRR's img_set), empty when none
+    soft_targets: list[dict[int, float]]  # per triplet, image row → score of other valid targets (CIRR), or {}
 
     def __len__(self) -> int:
         return len(self.file_index)
@@ -87,6 +105,7 @@ class FeatureCache:
         index and the arrays, then the arrays' content hashes (see the module notes)."""
         self.root = root
         self.manifest = manifest
+        self.dataset, self.caption_forms, self.eval_form_index = _data_set_record(manifest, root / MANIFEST_FILE)
         self.image_ids, self.image_hashes, self._split_rows, self.triplets = _parse_index(index, root / INDEX_FILE)
         self._row_of = {image_id: row for row, image_id in enumerate(self.image_ids)}
         records = checked_records(manifest.get("files"), root / MANIFEST_FILE)
@@ -147,9 +166,9 @@ class FeatureCache:
         problems = []
         if images.ndim != 2 or images.shape[0] != len(self.image_ids) or images.shape[1] != dim:
             problems.append(f"{IMAGES_FILE} has shape {images.shape}, expected ({len(self.image_ids)}, {dim})")
-        if texts.ndim != 3 or texts.shape != (len(self.triplets), len(CAPTION_FORMS), dim):
-            problems.append(f"{TEXTS_FILE} has shape {texts.shape}, "
-                            f"expected ({len(self.triplets)}, {len(CAPTION_FORMS)}, {dim})")
+        forms = len(self.caption_forms)
+        if texts.ndim != 3 or texts.shape != (len(self.triplets), forms, dim):
+            problems.append(f"{TEXTS_FILE} has shape {texts.shape}, expected ({len(self.triplets)}, {forms}, {dim})")
         recorded_dtype = self.manifest.get("dtype")
         if recorded_dtype is not None and str(images.dtype) != recorded_dtype:
             problems.append(f"{IMAGES_FILE} holds {images.dtype}, the manifest records {recorded_dtype}")
@@ -195,8 +214,12 @@ class FeatureCache:
         return sorted({key.split(".")[0] for key in self._split_rows})
 
     def eval_text_features(self, positions: np.ndarray) -> np.ndarray:
-        """Text features of the evaluation form for the triplets at ``positions``."""
-        return np.asarray(self.text_features[positions, EVAL_FORM_INDEX])
+        """Text features of the evaluation form (``eval_form_index``) for the triplets at ``positions``."""
+        return np.asarray(self.text_features[positions, self.eval_form_index])
+
+    def eval_caption(self, position: int) -> str:
+        """The text the evaluation form encoded for the triplet at ``position`` (FashionIQ: "C1 and c2")."""
+        return dataset_class(self.dataset).caption_texts(self.triplets.captions[position])[self.eval_form_index]
 
 
 def write_cache(root: str | Path, *, image_ids: list[str], image_features: np.ndarray,
@@ -205,17 +228,23 @@ def write_cache(root: str | Path, *, image_ids: list[str], image_features: np.nd
     """Write a complete cache folder atomically, file by file, the manifest last.
 
     ``triplets`` holds one dict per row of ``text_features`` with keys ``category``, ``split``,
-    ``file_index``, ``reference_row``, ``target_row`` and ``captions``. ``manifest`` holds at
-    least ``model``, ``preprocess`` and ``data_fingerprint``; ``dim``, ``dtype``, the caption forms
-    and the format version are filled in here, with the size and sha256 of every other file
-    (``files``, checked by :meth:`FeatureCache.open`). ``image_hashes`` holds one content hash per
-    image (equal hashes = identical pixels), used by the false-negative guard.
+    ``file_index``, ``reference_row``, ``target_row`` and ``captions``, and optionally those of
+    :data:`OPTIONAL_COLUMNS` (a column is written when any triplet has its key). ``manifest`` holds at
+    least ``model``, ``preprocess`` and ``data_fingerprint``, and ``dataset`` (the layout; FashionIQ when
+    absent); ``dim``, ``dtype``, the data set's caption forms and evaluation form, and the format version
+    are filled in here, with the size and sha256 of every other file (``files``, checked by
+    :meth:`FeatureCache.open`). ``image_hashes`` holds one content hash per image (equal hashes =
+    identical pixels), used by the false-negative guard.
     """
+    reader = dataset_class(manifest.get("dataset", DEFAULT_DATASET))
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     (root / MANIFEST_FILE).unlink(missing_ok=True)  # the cache is incomplete until the manifest is back
     image_features = np.ascontiguousarray(image_features)
     text_features = np.ascontiguousarray(text_features)
+    if text_features.ndim != 3 or text_features.shape[1] != len(reader.caption_forms):
+        raise ValueError(f"text features of shape {text_features.shape}: {reader.registry_name} has "
+                         f"{len(reader.caption_forms)} caption forms")
     files = {}
     for name, array in ((IMAGES_FILE, image_features), (TEXTS_FILE, text_features)):
         with atomic_path(root / name) as tmp, open(tmp, "wb") as handle:
@@ -227,17 +256,21 @@ def write_cache(root: str | Path, *, image_ids: list[str], image_features: np.nd
         "split_rows": {key: [int(r) for r in rows] for key, rows in split_rows.items()},
         "triplets": {column: [t[column] for t in triplets] for column in TRIPLET_COLUMNS},
     }
+    for column, default in OPTIONAL_COLUMNS.items():
+        if any(column in t for t in triplets):
+            index["triplets"][column] = [t.get(column, default) for t in triplets]
     atomic_write_json(root / INDEX_FILE, index)
     files[INDEX_FILE] = file_record(root / INDEX_FILE)
     full_manifest = {
         **manifest,
+        "dataset": reader.registry_name,
         "format_version": FORMAT_VERSION,
         "dim": int(image_features.shape[1]),
         "dtype": str(image_features.dtype),
         "num_images": len(image_ids),
         "num_triplets": len(triplets),
-        "caption_forms": list(CAPTION_FORMS),
-        "eval_form_index": EVAL_FORM_INDEX,
+        "caption_forms": list(reader.caption_forms),
+        "eval_form_index": reader.eval_form_index,
         "files": files,
     }
     atomic_write_json(root / MANIFEST_FILE, full_manifest)
@@ -341,18 +374,88 @@ def _parse_index(index: Any, path: Path) -> tuple[list[str], list[str], dict[str
         if not _all_of_type(table[column], str):
             raise malformed(f"triplet column {column!r} holds a value that is not a string")
     captions = table["captions"]
-    if not (_all_of_type(captions, list) and set(map(len, captions)) <= {2}
+    if not (_all_of_type(captions, list) and 0 not in set(map(len, captions))
             and _all_of_type(chain.from_iterable(captions), str)):
-        raise malformed("triplet column 'captions' holds a value that is not a pair of strings")
+        raise malformed("triplet column 'captions' holds a value that is not a list of strings")
+    size = len(table["file_index"])
+    optional = {column: table.get(column, None) for column in OPTIONAL_COLUMNS}
+    for column, values in optional.items():
+        if values is not None and (not isinstance(values, list) or len(values) != size):
+            raise malformed(f"triplet column {column!r} is not a list of {size} values, one per triplet")
+    query_ids = optional["query_id"]
+    if query_ids is not None and not _all_of_type(query_ids, str):
+        raise malformed("triplet column 'query_id' holds a value that is not a string")
     triplets = TripletTable(
         categories=np.asarray(table["category"], dtype=object).astype(str),
         splits=np.asarray(table["split"], dtype=object).astype(str),
         file_index=numbers(table["file_index"], "triplet column 'file_index'"),
         reference_rows=rows(table["reference_row"], "triplet column 'reference_row'"),
         target_rows=rows(table["target_row"], "triplet column 'target_row'", low=-1),  # -1: target withheld
-        captions=[(a, b) for a, b in captions],
+        captions=[tuple(c) for c in captions],
+        query_ids=np.asarray(query_ids if query_ids is not None else [""] * size, dtype=str),
+        subset_rows=_row_lists(optional["subset_rows"], size, rows, malformed),
+        soft_targets=_soft_targets(optional["soft_targets"], size, rows, malformed),
     )
     return image_ids, hashes, split_rows, triplets
+
+
+def _row_lists(values: list[Any] | None, size: int, rows: Callable[[Any, str], np.ndarray],
+               malformed: Callable[[str], CacheMismatchError]) -> list[np.ndarray]:
+    """The ``subset_rows`` column as one int64 array per triplet (empty ones when the column is absent)."""
+    if values is None:
+        return [_NO_ROWS] * size
+    if not _all_of_type(values, list):
+        raise malformed("triplet column 'subset_rows' holds a value that is not a list of image rows")
+    flat = rows(list(chain.from_iterable(values)), "triplet column 'subset_rows'")
+    return np.split(flat, np.cumsum([len(v) for v in values])[:-1]) if size else []
+
+
+def _soft_targets(values: list[Any] | None, size: int, rows: Callable[[Any, str], np.ndarray],
+                  malformed: Callable[[str], CacheMismatchError]) -> list[dict[int, float]]:
+    """The ``soft_targets`` column as one ``{image row: score}`` per triplet (empty ones when it is absent)."""
+    if values is None:
+        return [{} for _ in range(size)]
+    pairs = list(chain.from_iterable(values)) if _all_of_type(values, list) else None
+    if pairs is None or not _all_of_type(pairs, list) or set(map(len, pairs)) - {2}:
+        raise malformed("triplet column 'soft_targets' holds a value that is not a list of [row, score] pairs")
+    targets = rows([pair[0] for pair in pairs], "triplet column 'soft_targets'").tolist()
+    scores = [pair[1] for pair in pairs]
+    if not set(map(type, scores)) <= {int, float} or not all(math.isfinite(score) for score in scores):
+        raise malformed("triplet column 'soft_targets' holds a score that is not a finite number")
+    result, start = [], 0
+    for value in values:
+        stop = start + len(value)
+        result.append({row: float(score) for row, score in zip(targets[start:stop], scores[start:stop])})
+        start = stop
+    return result
+
+
+def _data_set_record(manifest: dict[str, Any], path: Path) -> tuple[str, tuple[str, ...], int]:
+    """The manifest's data set layout, caption forms and evaluation form index, each checked.
+
+    A manifest without ``dataset`` (written before CIRR) is FashionIQ's; one without caption forms or an
+    evaluation index has its data set's own.
+    """
+    def malformed(problem: str) -> CacheMismatchError:
+        return CacheMismatchError(f"{path}: malformed manifest ({problem}); {REBUILD}")
+
+    kind = manifest.get("dataset", DEFAULT_DATASET)
+    if not isinstance(kind, str) or not kind:
+        raise malformed(f"dataset is {kind!r}, expected a data set name")
+    if "caption_forms" in manifest and "eval_form_index" in manifest:
+        forms, eval_index = manifest["caption_forms"], manifest["eval_form_index"]
+    else:
+        try:
+            reader = dataset_class(kind)
+        except ConfigError as exc:
+            raise malformed(f"no caption forms, and {exc}") from None
+        forms = manifest.get("caption_forms", list(reader.caption_forms))
+        eval_index = manifest.get("eval_form_index", reader.eval_form_index)
+    if not isinstance(forms, list) or not forms or not _all_of_type(forms, str):
+        raise malformed(f"caption_forms is {forms!r}, expected a list of names")
+    if isinstance(eval_index, bool) or not isinstance(eval_index, int) or not 0 <= eval_index < len(forms):
+        raise malformed(f"eval_form_index is {eval_index!r}, expected a position in caption_forms")
+    return kind, tuple(forms), eval_index
 
 
 def _whole_numbers(values: Any) -> np.ndarray | None:

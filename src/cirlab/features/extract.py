@@ -37,8 +37,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from cirlab import __version__
-from cirlab.data.captions import CAPTION_FORMS
-from cirlab.data.fashioniq import FashionIQ
+from cirlab.data.dataset import DatasetReader, open_dataset
 from cirlab.data.images import DECODE_VERSION
 from cirlab.data.missing import MissingPolicy
 from cirlab.data.transforms import DEFAULT_TARGET_RATIO, PREPROCESS_KINDS, TargetPad
@@ -62,13 +61,17 @@ DEFAULT_CHUNK_SIZE = 1024
 LOGGER = logging.getLogger("cirlab.features")
 
 
-def extract_features(data_root: str | Path, spec: EncoderSpec, out: str | Path, *, preprocess: str = "targetpad",
+def extract_features(data_root: str | Path, spec: EncoderSpec, out: str | Path, *, dataset: str | None = None,
+                     preprocess: str = "targetpad",
                      target_ratio: float = DEFAULT_TARGET_RATIO, missing: str = "error", batch_size: int = 64,
                      num_workers: int = 0, device: str = "auto", precision: str = "fp32",
                      categories: Sequence[str] | None = None, overwrite: bool = False,
                      chunk_size: int = DEFAULT_CHUNK_SIZE, on_chunk: ChunkHook | None = None) -> FeatureCache:
     """Encode the data set at ``data_root`` with the encoder ``spec`` into the feature cache ``out``.
 
+    ``dataset`` names the folder's layout (``fashioniq``, ``cirr``); by default it is recognised from the
+    files (:func:`cirlab.data.open_dataset`). Every image of every split file and every triplet of every
+    caption file is encoded, each triplet in each of the data set's caption forms (FashionIQ: four, CIRR: one).
     ``preprocess`` is ``targetpad`` (CLIP4Cir's pad to ``target_ratio``, then the encoder's
     transform) or ``encoder`` (the encoder's transform alone). ``missing`` is the missing-image
     policy, also applied to images that fail to decode. A forward pass takes ``batch_size`` images,
@@ -89,7 +92,7 @@ def extract_features(data_root: str | Path, spec: EncoderSpec, out: str | Path, 
     with distributed_session(target) as ctx:
         if target.type == "cuda" and ctx.is_distributed:
             target = torch.device("cuda", ctx.local_rank)
-        job = _Extraction(Path(data_root), spec, Path(out), ctx, target, preprocess=preprocess,
+        job = _Extraction(Path(data_root), dataset, spec, Path(out), ctx, target, preprocess=preprocess,
                           target_ratio=target_ratio, policy=policy, batch_size=batch_size, num_workers=num_workers,
                           precision=precision, categories=categories, chunk_size=chunk_size,
                           on_chunk=on_chunk)
@@ -97,9 +100,11 @@ def extract_features(data_root: str | Path, spec: EncoderSpec, out: str | Path, 
 
 
 def cache_expectation(encoder: Encoder, preprocess: str, data_fingerprint_value: str, precision: str,
-                      target_ratio: float = DEFAULT_TARGET_RATIO) -> dict[str, Any]:
-    """The manifest values a cache must have to hold exactly what this encoder would extract."""
+                      target_ratio: float = DEFAULT_TARGET_RATIO, dataset: str | None = None) -> dict[str, Any]:
+    """The manifest values a cache must have to hold exactly what this encoder would extract (from a data set
+    of layout ``dataset``, when given)."""
     return {
+        "dataset": dataset,
         "model": encoder.spec.model,
         "pretrained": encoder.spec.pretrained if encoder.spec.checkpoint is None else None,
         "weights_hash": encoder.weights_hash(),
@@ -136,11 +141,11 @@ def summary_line(cache: FeatureCache) -> str:
 class _Extraction:
     """One extraction run in one process (see the module notes for the steps)."""
 
-    def __init__(self, data_root: Path, spec: EncoderSpec, out: Path, ctx: DistributedContext,
+    def __init__(self, data_root: Path, kind: str | None, spec: EncoderSpec, out: Path, ctx: DistributedContext,
                  device: torch.device, *, preprocess: str, target_ratio: float, policy: MissingPolicy,
                  batch_size: int, num_workers: int, precision: str, categories: Sequence[str] | None,
                  chunk_size: int, on_chunk: ChunkHook | None) -> None:
-        self.data_root, self.spec, self.out, self.ctx, self.device = data_root, spec, out, ctx, device
+        self.data_root, self.kind, self.spec, self.out, self.ctx, self.device = data_root, kind, spec, out, ctx, device
         self.preprocess, self.target_ratio, self.policy = preprocess, target_ratio, policy
         self.batch_size, self.num_workers, self.precision = batch_size, num_workers, precision
         self.categories, self.chunk_size = categories, chunk_size
@@ -163,11 +168,12 @@ class _Extraction:
 
     def _run(self, *, overwrite: bool) -> FeatureCache:
         started = time.perf_counter()
-        dataset = FashionIQ(self.data_root, self.categories)
+        dataset = open_dataset(self.data_root, self.kind, list(self.categories) if self.categories else None)
         plan = plan_extraction(dataset, self.policy)
-        fingerprint = data_fingerprint(dataset.root, dataset.categories)
+        fingerprint = data_fingerprint(dataset)
         encoder = load_encoder(self.spec, device=str(self.device), precision=self.precision)
-        expect = cache_expectation(encoder, self.preprocess, fingerprint, self.precision, self.target_ratio)
+        expect = cache_expectation(encoder, self.preprocess, fingerprint, self.precision, self.target_ratio,
+                                   dataset.kind)
         existing = self._existing_cache(expect, overwrite)
         if existing is not None:
             self.say(f"{self.out}: feature cache is up to date; nothing to do")
@@ -180,7 +186,7 @@ class _Extraction:
         partial = PartialResults(self.out, {
             "format": 2, "encoder": {k: expect[k] for k in ("model", "pretrained", "weights_hash")},
             "preprocess": expect["preprocess"], "precision": self.precision, "data_fingerprint": fingerprint,
-            "order": plan.order_digest(), "chunk_size": self.chunk_size, "caption_forms": list(CAPTION_FORMS),
+            "order": plan.order_digest(), "chunk_size": self.chunk_size, "caption_forms": list(dataset.caption_forms),
         })
         image_chunks = math.ceil(len(plan.image_ids) / self.chunk_size)
         text_chunks = math.ceil(len(plan.triplets) / self.chunk_size)
@@ -282,7 +288,7 @@ class _Extraction:
 
     def _encode_texts(self, plan: ExtractionPlan, encoder: Encoder, partial: PartialResults,
                       chunks: list[int]) -> dict[str, Any]:
-        """Encode the four caption forms of every triplet in this process's unfinished text chunks."""
+        """Encode the caption forms of every triplet in this process's unfinished text chunks."""
         pending = [k for k in chunks if not partial.has_texts(k)]
         n = len(plan.triplets)
         stats: dict[str, Any] = {"texts": 0, "text_seconds": 0.0, "text_chunks_reused": len(chunks) - len(pending)}
@@ -295,9 +301,9 @@ class _Extraction:
             for chunk in pending:
                 start, stop = chunk * self.chunk_size, min((chunk + 1) * self.chunk_size, n)
                 texts = plan.texts(start, stop)
-                step = 4 * self.batch_size  # a text batch holds the four caption forms of batch_size triplets
+                step = plan.forms * self.batch_size  # a text batch: the caption forms of batch_size triplets
                 parts = [encoder.encode_texts(texts[i:i + step]).cpu().numpy() for i in range(0, len(texts), step)]
-                features = np.concatenate(parts).reshape(stop - start, 4, encoder.dim)
+                features = np.concatenate(parts).reshape(stop - start, plan.forms, encoder.dim)
                 partial.write_texts(chunk, features)
                 stats["texts"] += len(texts)
                 bar.update(stop - start)
@@ -308,7 +314,7 @@ class _Extraction:
         stats["text_seconds"] = time.perf_counter() - started
         return stats
 
-    def _merge(self, dataset: FashionIQ, plan: ExtractionPlan, encoder: Encoder, partial: PartialResults,
+    def _merge(self, dataset: DatasetReader, plan: ExtractionPlan, encoder: Encoder, partial: PartialResults,
                expect: dict[str, Any], image_chunks: int, text_chunks: int, timing: dict[str, Any]) -> None:
         """Assemble the chunks into the cache (main process only), then drop the partial folder."""
         dim = encoder.dim
@@ -327,10 +333,11 @@ class _Extraction:
         if corrupt and self.policy is MissingPolicy.ERROR:  # chunks of an earlier run under 'skip'
             raise next(iter(corrupt.values()))
         text_parts = [_read_chunk(partial, "texts", k) for k in range(text_chunks)]
-        text_features = np.concatenate(text_parts) if text_parts else np.zeros((0, 4, dim), np.float32)
+        text_features = np.concatenate(text_parts) if text_parts else np.zeros((0, plan.forms, dim), np.float32)
         layout = finalize(plan, set(corrupt))
         layout.corrupt.policy = self.policy.value
         manifest = {
+            "dataset": dataset.kind,
             "model": expect["model"],
             "pretrained": expect["pretrained"],
             "checkpoint": str(self.spec.checkpoint.resolve()) if self.spec.checkpoint is not None else None,

@@ -1,11 +1,13 @@
-"""A cheap fingerprint of a FashionIQ-layout data set, recorded in every feature cache.
+"""A cheap fingerprint of a data set, recorded in every feature cache.
 
 What it covers:
 
-- the exact bytes of every caption, split and tag file of the chosen categories (every split whose
-  file exists), together with each file's path relative to the data set root;
-- the listing of the images folder: the name and byte size of every image file in it (all
-  categories, since one folder holds them all).
+- the exact bytes of every annotation file of the chosen categories (FashionIQ: caption, split and
+  tag files; CIRR: caption and split files; every split whose file exists), together with each
+  file's path relative to the data set root;
+- the listing of the image folders: the name and byte size of every image file in them (FashionIQ:
+  ``images/``, all categories, since one folder holds them all; CIRR: the folders the split files'
+  paths point into), names relative to the reader's ``images_root``.
 
 What it does not cover: image contents beyond their size (reading every image would make the
 fingerprint as slow as extraction; a re-encoded image of identical size goes unnoticed here, but the
@@ -24,51 +26,57 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from cirlab.data.layout import CATEGORIES, IMAGE_EXTENSIONS, SPLITS, captions_file, images_dir, split_file, tags_file
+from cirlab.data.dataset import DatasetReader, open_dataset
+from cirlab.data.layout import IMAGE_EXTENSIONS
 from cirlab.errors import DataError
 
 #: One line for manifests, saying what :func:`data_fingerprint` covers.
 FINGERPRINT_COVERS = ("sha256 over the bytes of the caption, split and tag files of the listed categories and the "
-                      "(name, size) listing of every image file in images/")
+                      "(name, size) listing of every image file in the image folders")
 
 
-def annotation_files(root: str | Path, categories: Sequence[str] | None = None) -> list[Path]:
-    """The caption, split and tag files of ``categories`` (all by default) that exist under ``root``."""
-    root = Path(root)
-    files = []
-    for category in categories or CATEGORIES:
-        for split in SPLITS:
-            for path in (captions_file(root, category, split), split_file(root, category, split),
-                         tags_file(root, category, split)):
-                if path.is_file():
-                    files.append(path)
-    return sorted(files)
+def _reader(source: str | Path | DatasetReader, categories: Sequence[str] | None = None) -> DatasetReader:
+    """``source`` itself when it is a reader, else the data set at that folder (its layout recognised)."""
+    if isinstance(source, DatasetReader):
+        return source
+    return open_dataset(source, categories=list(categories) if categories else None)
 
 
-def image_listing(root: str | Path) -> list[tuple[str, int]]:
-    """``(file name, size in bytes)`` of every image file in the images folder, sorted by name."""
-    folder = images_dir(Path(root))
-    if not folder.is_dir():
-        raise DataError(folder, "images folder not found")
+def annotation_files(source: str | Path | DatasetReader, categories: Sequence[str] | None = None) -> list[Path]:
+    """The annotation files of ``categories`` (all by default) that exist in the data set ``source``."""
+    return _reader(source, categories).annotation_files()
+
+
+def image_listing(source: str | Path | DatasetReader) -> list[tuple[str, int]]:
+    """``(file name, size in bytes)`` of every image file in the data set's image folders, sorted by name;
+    names are relative to the reader's ``images_root`` (FashionIQ: plain file names)."""
+    dataset = _reader(source)
     listing = []
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS and entry.is_file():
-                listing.append((entry.name, entry.stat().st_size))
+    for folder in dataset.image_folders():
+        if not folder.is_dir():
+            if folder == dataset.images_root:
+                raise DataError(folder, "images folder not found")
+            continue  # CIRR: a split's image folder not downloaded (its images count as missing)
+        prefix = folder.relative_to(dataset.images_root).as_posix() if folder != dataset.images_root else ""
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS and entry.is_file():
+                    listing.append((f"{prefix}/{entry.name}" if prefix else entry.name, entry.stat().st_size))
     return sorted(listing)
 
 
-def data_fingerprint(root: str | Path, categories: Sequence[str] | None = None) -> str:
-    """Hex sha256 of the data set at ``root`` restricted to ``categories`` (see the module notes)."""
-    root = Path(root)
+def data_fingerprint(source: str | Path | DatasetReader, categories: Sequence[str] | None = None) -> str:
+    """Hex sha256 of the data set ``source`` (a reader, or a folder) restricted to ``categories`` (see the module
+    notes)."""
+    dataset = _reader(source, categories)
     digest = hashlib.sha256()
-    for path in annotation_files(root, categories):
+    for path in dataset.annotation_files():
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise DataError(path, f"cannot read ({exc.strerror})") from None
-        digest.update(f"file {path.relative_to(root).as_posix()} {len(data)}\n".encode())
+        digest.update(f"file {path.relative_to(dataset.root).as_posix()} {len(data)}\n".encode())
         digest.update(data)
-    for name, size in image_listing(root):
+    for name, size in image_listing(dataset):
         digest.update(f"image {name} {size}\n".encode())
     return digest.hexdigest()

@@ -10,13 +10,12 @@ and the triplets that need them are left out and counted.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cirlab.data.captions import caption_variants
-from cirlab.data.fashioniq import FashionIQ
-from cirlab.data.layout import SPLITS, captions_file, images_dir, split_file
+from cirlab.data.dataset import DatasetReader
 from cirlab.data.missing import MissingPolicy, MissingReport
 from cirlab.data.records import Triplet
 from cirlab.errors import DataError, MissingImagesError
@@ -30,11 +29,13 @@ class ExtractionPlan:
     image_paths: list[Path]  # file of each id
     split_ids: dict[str, list[str]]  # "<category>.<split>" → image ids of the split file, after the policy
     triplets: list[Triplet]  # every kept triplet, by category, split, then file order
+    caption_texts: Callable[[Sequence[str]], tuple[str, ...]]  # the data set's caption forms of a triplet
+    forms: int  # caption forms per triplet
     missing: MissingReport = field(default_factory=MissingReport)
 
     def texts(self, start: int, stop: int) -> list[str]:
-        """The caption forms of triplets ``start:stop``, four per triplet, flattened in form order."""
-        return [text for triplet in self.triplets[start:stop] for text in caption_variants(triplet.captions)]
+        """The caption forms of triplets ``start:stop``, :attr:`forms` per triplet, flattened in form order."""
+        return [text for triplet in self.triplets[start:stop] for text in self.caption_texts(triplet.captions)]
 
     def order_digest(self) -> str:
         """sha256 over the image and triplet order; equal digests mean chunk rows refer to the same items."""
@@ -46,12 +47,13 @@ class ExtractionPlan:
         return digest.hexdigest()
 
 
-def plan_extraction(dataset: FashionIQ, policy: MissingPolicy | str = MissingPolicy.ERROR) -> ExtractionPlan:
+def plan_extraction(dataset: DatasetReader, policy: MissingPolicy | str = MissingPolicy.ERROR) -> ExtractionPlan:
     """Collect every image and triplet of every category and split present in ``dataset``.
 
-    A category/split counts as present when its split file or caption file exists; having only one
-    of the two is an error (half a split cannot be encoded faithfully). Under the ``error`` policy,
-    missing images are counted over every split first, so that the error gives the whole count.
+    Which splits are present is the reader's rule (:meth:`~cirlab.data.dataset.DatasetReader.present_splits`:
+    FashionIQ needs both files of a split, CIRR a split file, whose captions are optional). Under the
+    ``error`` policy, missing images are counted over every split first, so that the error gives the
+    whole count.
     """
     policy = MissingPolicy.parse(policy)
     report = MissingReport(policy=policy.value)
@@ -66,13 +68,7 @@ def plan_extraction(dataset: FashionIQ, policy: MissingPolicy | str = MissingPol
             image_ids.append(image_id)
 
     for category in dataset.categories:
-        for split in SPLITS:
-            sfile, cfile = split_file(dataset.root, category, split), captions_file(dataset.root, category, split)
-            if not sfile.exists() and not cfile.exists():
-                continue
-            for path in (sfile, cfile):
-                if not path.exists():
-                    raise DataError(path, f"file not found, but the other file of {category}/{split} exists")
+        for split in dataset.present_splits(category):
             data = dataset.split_data(category, split, MissingPolicy.SKIP, report)  # counted, refused below
             split_ids[f"{category}.{split}"] = list(data.image_ids)
             for image_id in data.image_ids:
@@ -83,7 +79,8 @@ def plan_extraction(dataset: FashionIQ, policy: MissingPolicy | str = MissingPol
                     add(triplet.target)
             triplets.extend(data.triplets)
     if not split_ids:
-        raise DataError(dataset.root / "image_splits", "no split or caption files for the chosen categories")
+        raise DataError(dataset.root, f"no split or caption files for the chosen categories (expected "
+                                      f"{', '.join(dataset.expected_files())})")
     report.policy = policy.value
     if policy is MissingPolicy.ERROR and report.total_missing:
         raise _missing_images_error(dataset, report)
@@ -91,18 +88,18 @@ def plan_extraction(dataset: FashionIQ, policy: MissingPolicy | str = MissingPol
     for image_id in image_ids:
         path = dataset.image_path(image_id)
         if path is None:  # split_data has applied the policy, so every kept id has a file
-            raise DataError(dataset.root / "images", f"image {image_id!r} vanished while planning")
+            raise DataError(dataset.images_root, f"image {image_id!r} vanished while planning")
         paths.append(path)
     return ExtractionPlan(image_ids=image_ids, image_paths=paths, split_ids=split_ids, triplets=triplets,
-                          missing=report)
+                          caption_texts=dataset.caption_texts, forms=len(dataset.caption_forms), missing=report)
 
 
-def _missing_images_error(dataset: FashionIQ, report: MissingReport) -> MissingImagesError:
+def _missing_images_error(dataset: DatasetReader, report: MissingReport) -> MissingImagesError:
     """One line: how many images are missing over every split, where, a few examples, and the flag to use."""
     examples = sorted({image_id for ids in report.missing_images.values() for image_id in ids})[:3]
     where = ", ".join(f"{key.replace('.', '/')}: {len(ids)}" for key, ids in sorted(report.missing_images.items()))
     return MissingImagesError(
-        images_dir(dataset.root),
+        dataset.images_root,
         f"{report.total_missing} images named by the split and caption files are missing ({where}; e.g. "
         f"{', '.join(examples)}), needed by {report.total_dropped} triplets; pass --missing skip to leave them "
         f"out with counts")
@@ -116,12 +113,16 @@ class FinalLayout:
     image_ids: list[str]
     split_rows: dict[str, list[int]]
     triplet_positions: list[int]  # plan triplet positions kept, in cache order
-    triplets: list[dict[str, Any]]  # write_cache's triplet records
+    triplets: list[dict[str, Any]]  # write_cache's triplet records (with the data set's optional query records)
     corrupt: MissingReport  # what the corrupt images removed, per "<category>.<split>"
 
 
 def finalize(plan: ExtractionPlan, corrupt_ids: set[str]) -> FinalLayout:
-    """Lay out the cache from ``plan``, leaving out ``corrupt_ids`` and every triplet that needs one."""
+    """Lay out the cache from ``plan``, leaving out ``corrupt_ids`` and every triplet that needs one.
+
+    A triplet needs its reference and its target; images of its subset and soft targets that the cache
+    lacks (missing or corrupt under ``skip``) are left out of its ``subset_rows`` and ``soft_targets``.
+    """
     report = MissingReport(policy=MissingPolicy.SKIP.value)
     image_rows = [row for row, image_id in enumerate(plan.image_ids) if image_id not in corrupt_ids]
     new_row = {plan.image_ids[row]: i for i, row in enumerate(image_rows)}
@@ -141,12 +142,19 @@ def finalize(plan: ExtractionPlan, corrupt_ids: set[str]) -> FinalLayout:
             per_key[key][1].append(t.index)
             continue
         positions.append(position)
-        records.append({
+        record: dict[str, Any] = {
             "category": t.category, "split": t.split, "file_index": t.index,
             "reference_row": new_row[t.reference],
             "target_row": new_row[t.target] if t.target is not None else -1,
-            "captions": [t.captions[0], t.captions[1]],
-        })
+            "captions": list(t.captions),
+        }
+        if t.query_id is not None:
+            record["query_id"] = t.query_id
+        if t.subset:
+            record["subset_rows"] = [new_row[i] for i in t.subset if i in new_row]
+        if t.soft_targets:
+            record["soft_targets"] = [[new_row[i], score] for i, score in t.soft_targets if i in new_row]
+        records.append(record)
     for key, (ids, dropped) in per_key.items():
         report.add(key, sorted(ids), dropped)
     return FinalLayout(image_rows=image_rows, image_ids=[plan.image_ids[r] for r in image_rows],

@@ -2,7 +2,8 @@
 
 ``generate(out, SynthConfig.preset("default"))`` writes a complete data set in the FashionIQ layout
 (images, split, caption and tag files) plus ``synth_meta.json`` with the ground truth; the same
-configuration always gives byte-identical files. See docs/synthetic-benchmark.md for the design.
+configuration always gives byte-identical files. ``SynthConfig(format="cirr")`` writes the same images and
+queries in CIRR's layout (:mod:`cirlab.synth.cirr`). See docs/synthetic-benchmark.md for the design.
 """
 
 from cirlab.synth.captions import CaptionPair, relative_captions

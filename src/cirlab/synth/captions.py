@@ -10,6 +10,9 @@ darker", "make it a maxi dress". The generator follows that grammar:
   vague ones ("has a different pattern", "has a lower neckline").
 * Each caption mentions only part of the change (:func:`_plan`), so the reference image is needed
   to find the target; together the two captions usually pin the change down.
+* At a raised ambiguity level one changed aspect of some triplets is kept *vague*: the captions
+  describe it only with phrases that pin none of its attributes (:func:`vague_clauses`: "is a
+  different color", "has a different pattern", "is darker" from light).
 * A phrase *covers* a changed attribute when it pins its new value given the reference:
   "is darker" covers a change from medium to dark, but not from light (medium and dark are both
   darker). :class:`CaptionPair` records which changed attributes the pair covers.
@@ -65,12 +68,20 @@ class CaptionPair:
         return self.covered >= set(self.changed)
 
 
-def relative_captions(reference: Garment, target: Garment, rng: random.Random) -> CaptionPair:
-    """Two relative captions saying how ``target`` differs from ``reference`` (1–3 attributes)."""
+def relative_captions(reference: Garment, target: Garment, rng: random.Random,
+                      vague: tuple[str, ...] | None = None) -> CaptionPair:
+    """Two relative captions saying how ``target`` differs from ``reference`` (1–3 attributes).
+
+    ``vague``, one of the changed aspects (an entry of :data:`ASPECTS`), is described only with
+    :func:`vague_clauses`, so that the captions leave its new value open. Without it the random
+    draws are those of earlier versions, caption for caption.
+    """
     changed = tuple(reference.differences(target))
     if not changed:
         raise ValueError("reference and target have the same attributes; there is no change to caption")
     aspects = [aspect for aspect in ASPECTS if set(aspect) & set(changed)]
+    if vague is not None and vague not in aspects:
+        raise ValueError(f"aspect {vague} did not change, so it cannot be kept vague")
     rng.shuffle(aspects)
     first_plan, second_plan = _plan(len(aspects), rng)
     if rng.random() < 0.5:
@@ -83,7 +94,8 @@ def relative_captions(reference: Garment, target: Garment, rng: random.Random) -
         clauses = []
         for index in plan:
             aspect = aspects[index]
-            clause = _choose(_aspect_clauses(aspect, reference, target), rng, alone, used.get(aspect))
+            options = (vague_clauses if aspect == vague else _aspect_clauses)(aspect, reference, target)
+            clause = _choose(options, rng, alone, used.get(aspect))
             used.setdefault(aspect, clause)
             clauses.append(clause)
             covered |= clause.covers
@@ -91,6 +103,13 @@ def relative_captions(reference: Garment, target: Garment, rng: random.Random) -
             clauses.append(context)
         texts.append(_sentence(clauses, NOUNS[target.category], rng))
     return CaptionPair((texts[0], texts[1]), changed, frozenset(covered) & frozenset(changed))
+
+
+def draw_vague_aspect(changed: tuple[str, ...], fraction: float, rng: random.Random) -> tuple[str, ...] | None:
+    """With probability ``fraction``, one of the aspects of a change of ``changed`` to keep vague (uniformly)."""
+    if rng.random() >= fraction:
+        return None
+    return rng.choice([aspect for aspect in ASPECTS if set(aspect) & set(changed)])
 
 
 def _plan(aspect_count: int, rng: random.Random) -> tuple[list[int], list[int]]:
@@ -130,6 +149,36 @@ def _aspect_clauses(aspect: tuple[str, ...], reference: Garment, target: Garment
         "colour": _colour_clauses, "pattern": _pattern_clauses, "sleeves": _sleeve_clauses,
         "length": _length_clauses, "neckline": _neckline_clauses}
     return builders[aspect[0]](reference, target)
+
+
+#: Phrases that name a change without its new value: of hue ("colour"), of shade alone ("shade"), and of the
+#: other aspects. Pattern has its own for a solid reference ("has a pattern"), so these are for a patterned one.
+_VAGUE_PHRASES: Mapping[str, tuple[tuple[str, str, str | None], ...]] = MappingProxyType({
+    "colour": (("is", "a different color", None), ("has", "a different color", "a different color"),
+               ("is", "another color", None)),
+    "shade": (("is", "a different shade", None), ("has", "a different tone", "a different tone")),
+    "pattern": (("has", "a different pattern", "a different pattern"),
+                ("has", "a different print", "a different print")),
+    "sleeves": (("has", "different sleeves", "different sleeves"),
+                ("has", "a different sleeve length", "a different sleeve length")),
+    "length": (("is", "a different length", None), ("has", "a different length", "a different length")),
+    "neckline": (("has", "a different neckline", "a different neckline"),
+                 ("has", "another neckline", "another neckline")),
+})
+
+
+def vague_clauses(aspect: tuple[str, ...], reference: Garment, target: Garment) -> list[Clause]:
+    """Phrases for a change of ``aspect`` that pin none of its attributes: the aspect's own that cover
+    nothing ("is darker" from light, "has a lower neckline") and generic ones ("is a different color")."""
+    own = [clause for clause in _aspect_clauses(aspect, reference, target) if not clause.covers]
+    key = aspect[0]
+    if key == "colour" and reference.colour == target.colour:
+        key = "shade"
+    if key == "pattern" and reference.pattern == "solid":
+        return own
+    texts = {clause.text for clause in own}
+    return own + [Clause(verb, text, with_text=with_text) for verb, text, with_text in _VAGUE_PHRASES[key]
+                  if text not in texts]
 
 
 def _ordinal_covers(values: tuple[str, ...], old: str, new: str, much: bool) -> bool:

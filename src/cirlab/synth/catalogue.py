@@ -1,11 +1,15 @@
 """The catalogue: which garments exist, their ids, splits, nuisance and exact duplicates.
 
 Garments come in *families*: a prototype plus variants that differ from it in one or two
-attributes. Families make the retrieval problem realistic: most random negatives differ from a
-target in almost every attribute (easy), while its family members differ in one or two (hard).
+attributes (at a raised ambiguity level some families are *colourways*: every variant is the
+prototype in another hue, as a catalogue sells one garment in several colours). Families make the
+retrieval problem realistic: most random negatives differ from a target in almost every attribute
+(easy), while its family members differ in one or two (hard).
 Attribute combinations are unique within a category, so a target is defined by its attributes;
-the only exceptions are the exact duplicates, copies of an image under a second id (byte-identical
-files), as FashionIQ has them. A copy stays in its original's split.
+the exceptions are the exact duplicates, copies of an image under a second id (byte-identical
+files), as FashionIQ has them, and, at a raised ambiguity level, *twins*: a garment drawn a second
+time with its own nuisance (same attributes, another picture). A copy stays in its original's split,
+a twin in its garment's family.
 
 Whole families are assigned to splits (greedily, towards the configured fractions), so each split
 holds complete families to draw triplets and hard negatives from, and no val or test garment is a
@@ -69,13 +73,26 @@ def duplicate_count(config: SynthConfig) -> int:
     return max(1, round(config.images_per_category * config.duplicate_fraction))
 
 
+def twin_count(config: SynthConfig) -> int:
+    """Twins per category: distinct garments drawn a second time (none at the default ambiguity)."""
+    fraction = config.ambiguity_level.twin_fraction
+    if fraction <= 0:
+        return 0
+    distinct = (config.images_per_category - duplicate_count(config)) / (1 + fraction)
+    return round(distinct * fraction)
+
+
 def _category_items(config: SynthConfig, category: str, ids: IdAllocator) -> list[Item]:
-    copies = duplicate_count(config)
-    unique = config.images_per_category - copies
+    copies, twins = duplicate_count(config), twin_count(config)
+    unique = config.images_per_category - copies - twins
     low, high = config.family_size
     # Small data sets get small families, so that whole families can still be split about 60/20/20.
     size_range = (low, max(low, min(high, unique // MIN_FAMILIES)))
-    families = sample_families(category, unique, size_range, stream(config.seed, "families", category))
+    fraction = config.ambiguity_level.colourway_fraction
+    colourways = (fraction, stream(config.seed, "colourways", category)) if fraction else None
+    families = sample_families(category, unique, size_range, stream(config.seed, "families", category), colourways)
+    if twins:
+        families = add_twins(families, twins, stream(config.seed, "twins", category))
     splits = assign_splits([len(f) for f in families], config.split_fractions, stream(config.seed, "splits", category))
     nuisance_rng = stream(config.seed, "nuisance", category)
     items = [Item(ids.next(), garment, splits[f], f, sample_nuisance(nuisance_rng))
@@ -102,8 +119,19 @@ def mutate(garment: Garment, rng: random.Random) -> Garment:
     return changed
 
 
-def sample_families(category: str, count: int, size_range: tuple[int, int], rng: random.Random) -> list[list[Garment]]:
-    """``count`` garments with distinct attributes, grouped into families of near-identical garments."""
+def recolour(garment: Garment, rng: random.Random) -> Garment:
+    """``garment`` in another hue (same shade and every other attribute)."""
+    return garment.replace("colour", rng.choice([v for v in attribute_values(garment.category, "colour")
+                                                 if v != garment.colour]))
+
+
+def sample_families(category: str, count: int, size_range: tuple[int, int], rng: random.Random,
+                    colourways: tuple[float, random.Random] | None = None) -> list[list[Garment]]:
+    """``count`` garments with distinct attributes, grouped into families of near-identical garments.
+
+    With ``colourways`` = (fraction, generator), that generator decides for each family, with
+    probability ``fraction``, that it is a colourway (its variants are :func:`recolour` s of the prototype).
+    """
     used: set[Garment] = set()
     families: list[list[Garment]] = []
     remaining = count
@@ -116,16 +144,25 @@ def sample_families(category: str, count: int, size_range: tuple[int, int], rng:
             prototype = random_garment(category, rng)
         family = [prototype]
         used.add(prototype)
+        vary = recolour if colourways is not None and colourways[1].random() < colourways[0] else mutate
         for _ in range(size * _ATTEMPTS_PER_MEMBER):
             if len(family) == size:
                 break
-            variant = mutate(prototype, rng)
+            variant = vary(prototype, rng)
             if variant not in used:
                 family.append(variant)
                 used.add(variant)
         families.append(family)
         remaining -= len(family)
     return families
+
+
+def add_twins(families: list[list[Garment]], count: int, rng: random.Random) -> list[list[Garment]]:
+    """``families`` with ``count`` of their garments (drawn without replacement) repeated right after themselves."""
+    positions = [(f, m) for f, family in enumerate(families) for m in range(len(family))]
+    chosen = set(rng.sample(positions, min(count, len(positions))))
+    return [[garment for m, garment in enumerate(family) for _ in range(2 if (f, m) in chosen else 1)]
+            for f, family in enumerate(families)]
 
 
 def assign_splits(sizes: list[int], fractions: tuple[float, float, float], rng: random.Random) -> list[str]:

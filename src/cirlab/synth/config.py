@@ -3,6 +3,15 @@
 Everything the generator writes is a pure function of the configuration (and
 :data:`GENERATOR_VERSION`), so a configuration identifies a data set: the same configuration gives
 byte-identical files, and a folder written with one configuration is never overwritten with another.
+
+The configuration's ``ambiguity`` names an :class:`AmbiguityLevel` (:data:`AMBIGUITY_LEVELS`): how
+often another gallery image satisfies a query as well as its target does. ``default`` is the
+benchmark as it has always been written; higher levels add attribute twins, vague captions and
+colourway families.
+
+The configuration's ``format`` names the layout written (:data:`FORMATS`): ``fashioniq`` (the
+default, :mod:`cirlab.synth.generate`) or ``cirr`` (the same benchmark in CIRR's layout,
+:mod:`cirlab.synth.cirr`).
 """
 
 from __future__ import annotations
@@ -28,6 +37,44 @@ MAX_COMBINATION_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
+class AmbiguityLevel:
+    """The mechanisms that let other gallery images satisfy a query, and how strongly each acts.
+
+    Each makes a query genuinely satisfiable by more than its target, as FashionIQ's queries are:
+
+    * ``twin_fraction``: the share of a category's distinct garments drawn a second time as a *twin*,
+      the same attributes in another picture (own position, scale, rotation, background, pattern
+      phase), as a catalogue lists the same garment twice; a query whose target has a twin is
+      satisfied by the twin as well. Twins stay in their garment's family and split.
+    * ``vague_fraction``: the share of triplets whose captions mention one of the changed aspects
+      only vaguely ("is a different color", "has a different pattern", "is darker" from light),
+      without its new value, as annotators often mention only part of a change; every image that
+      differs from the reference there (and matches the target elsewhere) satisfies the query.
+    * ``colourway_fraction``: the share of families that are *colourways*, the same garment in several
+      hues (instead of variants in one or two random attributes), as a catalogue sells a garment in
+      each of its colours; a query whose captions leave the hue open ("is a different color") is then
+      satisfied by the other colours of the target's family, which look nothing like duplicates.
+    """
+
+    twin_fraction: float = 0.0
+    vague_fraction: float = 0.0
+    colourway_fraction: float = 0.0
+
+
+#: Named ambiguity levels. ``default`` writes exactly the benchmark of earlier versions.
+AMBIGUITY_LEVELS: MappingProxyType[str, AmbiguityLevel] = MappingProxyType({
+    "default": AmbiguityLevel(),
+    "medium": AmbiguityLevel(twin_fraction=0.1, vague_fraction=0.35, colourway_fraction=0.3),
+    "high": AmbiguityLevel(twin_fraction=0.25, vague_fraction=0.7, colourway_fraction=0.6),
+})
+DEFAULT_AMBIGUITY = "default"
+
+#: The layouts the generator writes: FashionIQ's (the default) and CIRR's.
+FORMATS: tuple[str, ...] = ("fashioniq", "cirr")
+DEFAULT_FORMAT = "fashioniq"
+
+
+@dataclass(frozen=True)
 class SynthConfig:
     """Size and randomness of one synthetic data set.
 
@@ -44,6 +91,8 @@ class SynthConfig:
     duplicate_fraction: float = 0.01  # share of a category's images that are byte-identical copies of another
     family_size: tuple[int, int] = (3, 9)  # members of a family of near-identical garments (inclusive range)
     supersample: int = 2  # garments are drawn at this multiple of ``size`` and box-filtered down (anti-aliasing)
+    ambiguity: str = DEFAULT_AMBIGUITY  # a name of AMBIGUITY_LEVELS
+    format: str = DEFAULT_FORMAT  # the layout written, a name of FORMATS
 
     @classmethod
     def preset(cls, name: str) -> SynthConfig:
@@ -81,11 +130,29 @@ class SynthConfig:
             raise ConfigError(f"family size must be a range within [2, 50], got {self.family_size}")
         if self.supersample not in (1, 2, 3, 4):
             raise ConfigError(f"supersample must be 1, 2, 3 or 4, got {self.supersample}")
+        if self.ambiguity not in AMBIGUITY_LEVELS:
+            raise ConfigError(f"unknown ambiguity level {self.ambiguity!r}; use one of {list(AMBIGUITY_LEVELS)}")
+        if self.format not in FORMATS:
+            raise ConfigError(f"unknown synthetic format {self.format!r}; use one of {list(FORMATS)}")
         return self
 
+    @property
+    def ambiguity_level(self) -> AmbiguityLevel:
+        """The mechanisms and strengths that :attr:`ambiguity` names."""
+        return AMBIGUITY_LEVELS[self.ambiguity]
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (tuples become lists), as recorded in ``synth_meta.json``."""
-        return json_ready(dataclasses.asdict(self))
+        """JSON-ready form (tuples become lists), as recorded in ``synth_meta.json``.
+
+        ``ambiguity`` and ``format`` are left out at their defaults, so that a default configuration is
+        recorded (and recognised on a rerun) exactly as before the settings existed.
+        """
+        data = json_ready(dataclasses.asdict(self))
+        if data["ambiguity"] == DEFAULT_AMBIGUITY:
+            del data["ambiguity"]
+        if data["format"] == DEFAULT_FORMAT:
+            del data["format"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SynthConfig:

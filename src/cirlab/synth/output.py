@@ -10,15 +10,17 @@ else and ``synth_meta.json`` after everything else, then removes the marker. So:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from cirlab.data import cirr_layout
 from cirlab.data.layout import IMAGES_DIR, captions_file, split_file, tags_file
 from cirlab.data.layout import SPLITS as SPLIT_NAMES
 from cirlab.errors import DataError
-from cirlab.synth.config import GENERATOR_VERSION, SynthConfig
+from cirlab.synth.config import DEFAULT_AMBIGUITY, DEFAULT_FORMAT, GENERATOR_VERSION, SynthConfig
 
 META_FILE = "synth_meta.json"
 PARTIAL_FILE = ".synth_partial.json"
@@ -34,8 +36,12 @@ class OutputState(str, Enum):
 
 
 def stamp(config: SynthConfig) -> dict[str, Any]:
-    """What identifies an output: the generator, its version and the configuration."""
-    return {"generator": GENERATOR_NAME, "version": GENERATOR_VERSION, "config": config.to_dict()}
+    """What identifies an output: the generator, its version and the configuration, and beyond the default
+    ambiguity the strengths its level stands for (so that an output of a since retuned level is not reused)."""
+    record = {"generator": GENERATOR_NAME, "version": GENERATOR_VERSION, "config": config.to_dict()}
+    if config.ambiguity != DEFAULT_AMBIGUITY:
+        record["ambiguity_level"] = dataclasses.asdict(config.ambiguity_level)
+    return record
 
 
 def output_state(out: Path, config: SynthConfig) -> OutputState:
@@ -73,11 +79,16 @@ def _require_same(out: Path, record: Path, recorded: dict[str, Any], config: Syn
         raise DataError(out, f"holds a synthetic data set from generator version {recorded.get('version')}, "
                              f"this is version {GENERATOR_VERSION} (see {record.name}); choose a new or empty folder")
     if recorded.get("config") != wanted["config"]:
-        old = recorded.get("config") or {}
-        differing = sorted(k for k in set(old) | set(wanted["config"]) if old.get(k) != wanted["config"].get(k))
-        details = ", ".join(f"{k} {old.get(k)!r} (asked {wanted['config'].get(k)!r})" for k in differing[:3])
+        defaults = SynthConfig().to_dict() | {"ambiguity": DEFAULT_AMBIGUITY, "format": DEFAULT_FORMAT}  # left out
+        old, asked = defaults | (recorded.get("config") or {}), defaults | wanted["config"]
+        differing = sorted(k for k in set(old) | set(asked) if old.get(k) != asked.get(k))
+        details = ", ".join(f"{k} {old.get(k)!r} (asked {asked.get(k)!r})" for k in differing[:3])
         raise DataError(out, f"holds a synthetic data set made with another configuration: {details} "
                              f"(see {record.name}); choose a new or empty folder or the same options")
+    if recorded.get("ambiguity_level") != wanted.get("ambiguity_level"):
+        raise DataError(out, f"holds a synthetic data set of ambiguity {config.ambiguity!r} as it was defined "
+                             f"then ({recorded.get('ambiguity_level')}), not as now ({wanted.get('ambiguity_level')}) "
+                             f"(see {record.name}); choose a new or empty folder")
 
 
 def _files_present(out: Path, meta: dict[str, Any], config: SynthConfig) -> bool:
@@ -85,10 +96,12 @@ def _files_present(out: Path, meta: dict[str, Any], config: SynthConfig) -> bool
     images = meta.get("images")
     if not isinstance(images, dict):
         return False
-    for category in config.categories:
-        for split in SPLIT_NAMES:
-            for path in (split_file(out, category, split), captions_file(out, category, split),
-                         tags_file(out, category, split)):
-                if not path.is_file():
-                    return False
-    return all((out / IMAGES_DIR / f"{image_id}.png").is_file() for image_id in images)
+    if config.format == "cirr":
+        annotations = [path for split in cirr_layout.SPLITS for path in (cirr_layout.split_file(out, split),
+                       cirr_layout.captions_file(out, split), cirr_layout.tags_file(out, split))]
+        image_files = [out / str(record.get("path", "")) for record in images.values()]
+    else:
+        annotations = [path for category in config.categories for split in SPLIT_NAMES for path in (
+            split_file(out, category, split), captions_file(out, category, split), tags_file(out, category, split))]
+        image_files = [out / IMAGES_DIR / f"{image_id}.png" for image_id in images]
+    return all(path.is_file() for path in annotations) and all(path.is_file() for path in image_files)

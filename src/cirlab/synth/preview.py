@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from cirlab.data.fashioniq import FashionIQ
+from cirlab.data.dataset import open_dataset
 from cirlab.data.images import load_image
 from cirlab.errors import DataError
 from cirlab.io import atomic_path
@@ -56,7 +56,7 @@ def write_triplet_sheet(root: str | Path, out: str | Path, *, count: int = 6, sp
     Images are shown at their own size times ``zoom``.
     """
     root = Path(root)
-    dataset = FashionIQ(root)
+    dataset = open_dataset(root)
     meta_path = root / META_FILE
     if not meta_path.exists():
         raise DataError(meta_path, "not found; the triplet sheet needs a data set written by 'cirlab synth'")
@@ -90,8 +90,8 @@ def write_triplet_sheet(root: str | Path, out: str | Path, *, count: int = 6, sp
         draw.line([(gap + tile + 8, mid), (gap + tile + 32, mid)], fill=_INK, width=2)
         draw.polygon([(gap + tile + 32, mid - 5), (gap + tile + 38, mid), (gap + tile + 32, mid + 5)], fill=_INK)
         x = 2 * gap + 2 * tile + 40
-        draw.text((x, y + 8), f"1: {captions[0].strip()}", fill=_INK, font=font)
-        draw.text((x, y + 30), f"2: {captions[1].strip()}", fill=_INK, font=font)
+        for number, caption in enumerate(captions[:2], start=1):  # FashionIQ's two, CIRR's one
+            draw.text((x, y + 8 + 22 * (number - 1)), f"{number}: {caption.strip()}", fill=_INK, font=font)
         draw.text((x, y + 60), f"changed: {', '.join(changed)}", fill=_GREY, font=small)
         draw.text((x, y + 78), f"{reference} -> {target}", fill=_GREY, font=small)
     return _save(sheet, out)

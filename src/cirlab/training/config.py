@@ -61,7 +61,7 @@ class TrainConfig:
     # ---- components, each chosen by registry name
     combiner: str = "combiner"  # cirlab.combiners name: combiner (CLIP4Cir), attention-fusion, sum
     combiner_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of build_combiner
-    loss: str = "contrastive"  # cirlab.losses name: contrastive, triplet
+    loss: str = "contrastive"  # cirlab.losses name: contrastive, hn-nce, triplet
     loss_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of build_loss
     negatives: str = "random"  # cirlab.negatives sampler name, or "in-batch" to mine nothing
     negatives_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of build_sampler
@@ -70,6 +70,10 @@ class TrainConfig:
     # ---- optimisation
     epochs: int = 10  # passes over the training triplets; 0 only evaluates the untrained combiner
     batch_size: int = 256  # triplets per optimiser step, over all processes together
+    # Under torchrun, the contrastive losses (contrastive, hn-nce) score each process's queries against the targets
+    # of the whole global batch, gathered with their gradients, so that N processes compute one process's loss
+    # (open_clip's --gather-with-grad --local-loss).
+    gather_batch: bool = True  # gather the global batch's targets under torchrun; false: own slice only (cheaper)
     drop_last: bool = True  # drop each epoch's last incomplete batch (CLIP4Cir does)
     lr: float = 1e-4  # peak learning rate of AdamW
     weight_decay: float = 0.0  # AdamW decoupled weight decay (0 makes AdamW the same as Adam)
@@ -77,7 +81,7 @@ class TrainConfig:
     warmup_steps: int = 0  # steps of linear warm-up from 0 to lr
     min_lr_ratio: float = 0.0  # floor of the cosine schedule, as a fraction of lr
     grad_clip: float = 0.0  # clip the gradients' global L2 norm to this value; 0 disables clipping
-    caption_forms: list[int] = field(default_factory=lambda: [0, 1, 2, 3])  # training caption forms, drawn uniformly
+    caption_forms: list[int] | None = None  # training caption forms drawn uniformly; None: every form the cache holds
 
     # ---- evaluation
     eval_every: int = 1  # evaluate on the validation protocol every this many epochs (and after the last)
@@ -122,8 +126,10 @@ class TrainConfig:
 
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}; known: {', '.join(PRECISIONS)}")
-        if not self.caption_forms or any(form not in range(4) for form in self.caption_forms):
-            raise ConfigError(f"config key caption_forms must list form indices 0..3, got {self.caption_forms}")
+        if self.caption_forms is not None and (not self.caption_forms or any(
+                isinstance(form, bool) or not isinstance(form, int) or form < 0 for form in self.caption_forms)):
+            raise ConfigError(f"config key caption_forms must list caption form indices (0, 1, ...) or be null for "
+                              f"every form of the cache, got {self.caption_forms}")
         if self.negatives != IN_BATCH and self.num_negatives < 1:
             raise ConfigError(f"config key num_negatives must be at least 1 with negatives={self.negatives!r}")
         if self.stop_after_epochs is not None and self.stop_after_epochs < 1:

@@ -24,6 +24,7 @@ kept on the training device:
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,11 +82,17 @@ class TrainingData:
         """Feature dimension."""
         return int(self.reference_features.shape[1])
 
-    def batch(self, indices: torch.Tensor, generator: torch.Generator) -> Batch:
-        """Features of the triplets at ``indices`` (into this object), one caption form drawn per triplet."""
+    def batch(self, indices: torch.Tensor, generator: torch.Generator, *, rank: int = 0,
+              world_size: int = 1) -> Batch:
+        """Features of the triplets at ``indices`` (into this object), one caption form drawn per triplet.
+
+        Under ``world_size`` processes ``indices`` is slice ``rank`` of a global batch: every process draws the
+        forms of the whole global batch from the same stream and keeps its slice's, so that a triplet's form does
+        not depend on the number of processes."""
         indices = indices.to(self.reference_features.device)
-        forms = torch.randint(self.text_features.shape[1], (len(indices),), generator=generator,
-                              device=generator.device).to(indices.device)
+        size = len(indices)
+        forms = torch.randint(self.text_features.shape[1], (size * world_size,), generator=generator,
+                              device=generator.device)[rank * size:(rank + 1) * size].to(indices.device)
         return Batch(
             reference=self.reference_features[indices],
             text=self.text_features[indices, forms],
@@ -153,9 +160,26 @@ def duplicate_groups(hashes: list[str]) -> np.ndarray:
     return groups
 
 
-def load_training_data(cache: FeatureCache, categories: list[str] | None, caption_forms: list[int],
+def training_forms(cache: FeatureCache, caption_forms: list[int] | None) -> list[int]:
+    """The caption forms training draws from: ``caption_forms`` (positions in the cache's ``caption_forms``), or
+    every form of the cache when ``None`` (FashionIQ: its four, CIRR: its one caption). A form the cache does not
+    hold is refused in one line."""
+    held = len(cache.caption_forms)
+    if caption_forms is None:
+        return list(range(held))
+    outside = [form for form in caption_forms if not 0 <= form < held]
+    if outside:
+        raise CacheMismatchError(f"{cache.root}: caption form {outside[0]} is not in the feature cache, whose "
+                                 f"{cache.dataset} triplets have {held} ({', '.join(cache.caption_forms)}); "
+                                 f"choose caption_forms among 0..{held - 1}")
+    return list(caption_forms)
+
+
+def load_training_data(cache: FeatureCache, categories: list[str] | None, caption_forms: list[int] | None,
                        device: torch.device) -> TrainingData:
-    """Read the training triplets and gallery of ``categories`` from ``cache`` onto ``device``."""
+    """Read the training triplets and gallery of ``categories`` from ``cache`` onto ``device``, with the text
+    features of the ``caption_forms`` training draws from (every form of the cache when ``None``)."""
+    caption_forms = training_forms(cache, caption_forms)
     categories = training_categories(cache, categories)
     table = cache.triplets
     positions = table.select(categories, TRAIN_SPLIT)
@@ -239,21 +263,13 @@ def synthetic_true_matches(cache: FeatureCache, positions: np.ndarray, gallery_r
     Returns None when the cache's data set (its manifest's ``data_root``) has no ``synth_meta.json``
     (real data) or one that does not describe the cache's training triplets (a warning says so).
 
-    The rule follows how :mod:`cirlab.synth.captions` writes captions. A triplet's reference and target
-    (same category) differ in its ``changed`` attributes; the two captions pin down the new value of
-    the ``covered`` ones and only say that the others changed ("is darker" from light, "has a different
-    pattern", or not mentioned at all). Every other attribute is as in the reference. So a gallery item
-    satisfies the query as well as the target does when it
-
-    * is of the triplet's category,
-    * equals the target on every attribute that did not change or that the captions cover, and
-    * differs from the reference on every changed attribute that the captions leave uncovered.
-
-    The target and its exact duplicates (same attributes) always qualify, though the guard never serves
-    them; attribute combinations are otherwise unique within a category, so the other qualifying items
-    are family members that differ from the target only where the captions leave it open. (A hue-only
-    phrase, "is red" for a change of hue and shade, also leaves the shade open; an item in the reference's
-    shade is then not counted, which errs towards fewer true false negatives.) The rules are bit sets
+    The rule is the synthetic benchmark's own (:mod:`cirlab.synth.ambiguity`): a gallery item satisfies
+    the query as well as the target does when it is of the triplet's category, has the target's value
+    on every attribute that did not change or that the captions cover, and not the reference's on a
+    changed attribute that the captions leave open (:func:`~cirlab.synth.ambiguity.satisfying_values`).
+    The target and its exact duplicates always qualify, though the guard never serves them; the others
+    are family members that differ from the target only where the captions leave it open and, at a
+    raised ambiguity level, twins (same attributes, another picture). The rules are bit sets
     (:class:`~cirlab.negatives.ledger.TrueMatches`), one bit per category and attribute value.
     """
     from cirlab.synth.output import GENERATOR_NAME, META_FILE
@@ -276,6 +292,7 @@ def _true_matches_from_meta(meta: dict[str, Any], cache: FeatureCache, positions
                             gallery_rows: np.ndarray) -> TrueMatches:
     """The rules of :func:`synthetic_true_matches`; ValueError when ``meta`` does not describe the cache."""
     from cirlab.negatives.ledger import TrueMatches
+    from cirlab.synth.ambiguity import left_open
 
     bits = _ValueBits(meta)
     table, ids = cache.triplets, cache.image_ids
@@ -287,7 +304,7 @@ def _true_matches_from_meta(meta: dict[str, Any], cache: FeatureCache, positions
         if (record["candidate"], record["target"]) != (reference, target):
             raise ValueError(f"its training triplet {category} #{file_index} is {record['candidate']} -> "
                              f"{record['target']}, the cache's is {reference} -> {target}")
-        ruled_out.append(bits.ruled_out(reference, target, set(record["changed"]) - set(record["covered"])))
+        ruled_out.append(bits.ruled_out(reference, target, left_open(record)))
     item_bits = [bits.of(ids[row]) if ids[row] in bits.images else _ValueBits.UNKNOWN for row in gallery_rows.tolist()]
     return TrueMatches(torch.tensor(item_bits, dtype=torch.long), torch.tensor(ruled_out, dtype=torch.long))
 
@@ -312,28 +329,29 @@ class _ValueBits:
         if 1 + sum(self.widths) > 63:
             raise ValueError(f"{1 + sum(self.widths)} category and attribute values do not fit one 64-bit set")
 
-    def _codes(self, image_id: str) -> list[int]:
-        """Per facet, the index of the image's value (KeyError when the ground truth does not list it)."""
+    def of(self, image_id: str) -> int:
+        """The value bits of ``image_id`` (KeyError when the ground truth does not list it)."""
         record = self.images[image_id]
         category = record["category"]
-        return [self.categories.index(category),
-                *(self.vocabulary[category][a].index(record["attributes"][a]) for a in self.attributes)]
+        codes = [self.categories.index(category),
+                 *(self.vocabulary[category][a].index(record["attributes"][a]) for a in self.attributes)]
+        return sum(1 << (offset + code) for offset, code in zip(self.offsets, codes))
 
-    def of(self, image_id: str) -> int:
-        """The value bits of ``image_id``."""
-        return sum(1 << (offset + code) for offset, code in zip(self.offsets, self._codes(image_id)))
+    def ruled_out(self, reference: str, target: str, left_open: Collection[str]) -> int:
+        """The bits an item satisfying the triplet cannot have: another category, and every attribute value
+        that :func:`~cirlab.synth.ambiguity.satisfying_values` does not allow."""
+        from cirlab.synth.ambiguity import satisfying_values
 
-    def ruled_out(self, reference: str, target: str, left_open: set[str]) -> int:
-        """The bits an item satisfying the triplet cannot have (see :func:`synthetic_true_matches`): every
-        value but the target's, except on ``left_open`` attributes, where only the reference's."""
-        target_codes, reference_codes = self._codes(target), self._codes(reference)
+        category = self.images[target]["category"]
+        vocabulary = {a: self.vocabulary[category][a] for a in self.attributes}
+        allowed = satisfying_values(vocabulary, self.images[reference]["attributes"],
+                                    self.images[target]["attributes"], left_open)
+        kept = [1 << (self.offsets[0] + self.categories.index(category)),
+                *(sum(1 << (offset + vocabulary[a].index(value)) for value in allowed[a])
+                  for a, offset in zip(self.attributes, self.offsets[1:]))]
         ruled = self.UNKNOWN
-        for facet, (offset, width) in enumerate(zip(self.offsets, self.widths)):
-            if facet > 0 and self.attributes[facet - 1] in left_open:
-                ruled |= 1 << (offset + reference_codes[facet])
-            else:
-                every_value = ((1 << width) - 1) << offset
-                ruled |= every_value & ~(1 << (offset + target_codes[facet]))
+        for offset, width, keep in zip(self.offsets, self.widths, kept):
+            ruled |= (((1 << width) - 1) << offset) & ~keep
         return ruled
 
 
