@@ -2,8 +2,10 @@
 
 Joining and leaving the process group, where this process stands (:class:`DistributedContext`,
 :func:`is_main_process`), and the reductions every distributed command needs: the mean or sum of
-values over processes, every process's object, the main process's object. Each helper is a no-op
-in a single process, so every command runs the same with or without ``torchrun``.
+values over processes, every process's object, the main process's object, and every process's
+features with their gradients (:meth:`DistributedContext.gather_with_grad`, the one feature gather of
+the contrastive losses). Each helper is a no-op in a single process, so every command runs the same
+with or without ``torchrun``.
 """
 
 from __future__ import annotations
@@ -84,12 +86,48 @@ class DistributedContext:
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
         return value / self.world_size
 
+    def gather_with_grad(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Every process's ``tensor`` ([n, ...], the same shape on each), concatenated in rank order along the
+        first dimension ([world_size * n, ...]), with gradients (``tensor`` itself in a single process).
+
+        open_clip's ``--gather-with-grad``: a contrastive loss scores this process's rows (its *local loss*,
+        ``--local-loss``) against the rows of every process. In the backward pass this process's rows receive
+        the sum of the gradients every process's loss sends them, so once DistributedDataParallel has averaged
+        the parameters' gradients, N processes with n rows each have the gradient of one process that
+        computes the mean of all N local losses over the N * n rows: the same loss, up to float rounding.
+        """
+        if not self.is_distributed:
+            return tensor
+        return _GatherWithGrad.apply(tensor)
+
     def sum(self, values: Mapping[str, float], *, take_max: frozenset[str] = frozenset()) -> dict[str, float]:
         """The sum of each named value over every process; keys in ``take_max`` (states, not counters) take
         the largest value instead. A key missing on a process counts as 0 there."""
         parts = self.gather(dict(values))
         keys = sorted({key for part in parts for key in part})
         return {key: (max if key in take_max else sum)(part.get(key, 0.0) for part in parts) for key in keys}
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather whose backward hands each process the summed gradient of its own rows.
+
+    Written out rather than taken from ``torch.distributed.nn.functional.all_gather`` (deprecated, and
+    emulated with all-to-all under gloo): the backward is one all-reduce, which every backend supports.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.contiguous()
+        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, tensor)
+        ctx.rows = slice(dist.get_rank() * tensor.shape[0], (dist.get_rank() + 1) * tensor.shape[0])
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()  # the incoming gradient is not ours to change in place
+        dist.all_reduce(grad)
+        return grad[ctx.rows]
 
 
 def communication_device(device: torch.device | None) -> torch.device:

@@ -14,7 +14,7 @@ from cirlab.compare import runner
 from cirlab.compare.runner import CONTRASTIVE_RUN, SEED_SYSTEM_RUN, compare, plan_runs, recompute
 from cirlab.compare.statistics import recalls
 from cirlab.errors import CacheMismatchError, ConfigError
-from cirlab.evaluation import evaluate_fashioniq
+from cirlab.evaluation import evaluate_cache
 from cirlab.evaluation.ranks import read_ranks
 from cirlab.features.cache import FeatureCache
 from cirlab.training import load_config, train
@@ -103,7 +103,7 @@ def test_numbers_are_computed_from_every_seeds_ranks(compared, data):
     assert observed == pytest.approx(sum(c - r for c, r in zip(finals["category"], finals["random"])) / 2)
 
     cache = FeatureCache.open(features)
-    baseline = evaluate_fashioniq(cache, build_combiner("sum", cache.dim), show_progress=False)
+    baseline = evaluate_cache(cache, build_combiner("sum", cache.dim), show_progress=False)
     assert saved["untrained_sum"]["recall"]["R@10"] == pytest.approx(baseline.mean[10])
     # two epochs on galleries of 24 images leave the runs near chance (R@10 10/24): no verdict is drawn, and the
     # report says why
@@ -186,7 +186,7 @@ def test_a_split_with_test_targets_is_reported_with_the_checkpoint_selected_on_v
     for seed, value in zip(SEEDS, result.strategies["random"].selected["R@10"].values):
         folder = tmp_path / "out" / "runs" / "random" / f"seed-{seed}"
         combiner, _ = load_combiner_for(cache, folder / "best")
-        expected = evaluate_fashioniq(cache, combiner, split="test", show_progress=False)
+        expected = evaluate_cache(cache, combiner, split="test", show_progress=False)
         assert value == pytest.approx(expected.mean[10])
         assert "test/best" in read_ranks(folder / "ranks.npz")
     assert "test" in result.queries and "**Reported: `test` split, best validation epoch" in result.report.read_text()

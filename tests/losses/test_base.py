@@ -6,25 +6,35 @@ import pytest
 import torch
 
 from cirlab.errors import ConfigError
-from cirlab.losses import COMMON_STATS, LOSSES, ContrastiveLoss, Loss, LossOutput, TripletLoss, build_loss
+from cirlab.losses import (
+    COMMON_STATS,
+    LOSSES,
+    ContrastiveLoss,
+    HardNegativeNCELoss,
+    Loss,
+    LossOutput,
+    TripletLoss,
+    build_loss,
+)
 from cirlab.losses.base import in_batch_negatives
 
 
 def test_registry_names_and_build() -> None:
-    assert LOSSES.names() == ["contrastive", "triplet"]
+    assert LOSSES.names() == ["contrastive", "hn-nce", "triplet"]
     assert isinstance(build_loss("triplet", margin=0.1), TripletLoss)
     assert isinstance(build_loss("contrastive"), ContrastiveLoss)
+    assert isinstance(build_loss("hn-nce", beta=0.25), HardNegativeNCELoss)
 
 
 def test_build_loss_refuses_unknown_name_and_option() -> None:
-    with pytest.raises(ConfigError, match="unknown loss 'arcface'; known: contrastive, triplet"):
+    with pytest.raises(ConfigError, match="unknown loss 'arcface'; known: contrastive, hn-nce, triplet"):
         build_loss("arcface")
     with pytest.raises(ConfigError, match="^loss 'triplet': got an unexpected keyword argument 'logit_scale'; "
                                           "its options are: margin, distance, reduction$"):
         build_loss("triplet", logit_scale=100.0)
 
 
-@pytest.mark.parametrize("name", ["triplet", "contrastive"])
+@pytest.mark.parametrize("name", LOSSES.names())
 def test_every_loss_is_named_and_described_by_its_registration(name: str) -> None:
     loss = build_loss(name)
     assert isinstance(loss, Loss) and type(loss).registry_name == name
@@ -35,6 +45,12 @@ def test_every_loss_is_named_and_described_by_its_registration(name: str) -> Non
 def test_options_and_defaults_come_from_the_signature() -> None:
     assert LOSSES.options("triplet") == {"margin": 0.2, "distance": "cosine", "reduction": "mean"}
     assert LOSSES.options("contrastive") == {"logit_scale": 100.0, "active_ratio": 0.01}
+    assert LOSSES.options("hn-nce") == {"logit_scale": 1 / 0.07, "alpha": 1.0, "beta": 0.5, "active_ratio": 0.01}
+
+
+def test_only_the_contrastive_losses_score_the_batch_targets() -> None:
+    """The objective gathers the global batch's targets under torchrun for these losses, and only these."""
+    assert {name for name in LOSSES.names() if LOSSES.get(name).scores_batch_targets} == {"contrastive", "hn-nce"}
 
 
 def test_in_batch_negatives_match_a_loop() -> None:
@@ -66,7 +82,7 @@ def test_every_loss_reports_what_it_declares(name: str, mined: bool) -> None:
     assert all(isinstance(value, float) for value in output.stats.values())
 
 
-@pytest.mark.parametrize("name", ["triplet", "contrastive"])
+@pytest.mark.parametrize("name", LOSSES.names())
 def test_losses_refuse_badly_shaped_inputs(name: str) -> None:
     loss = build_loss(name)
     with pytest.raises(ValueError, match="queries and positives"):

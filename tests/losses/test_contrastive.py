@@ -80,3 +80,26 @@ def test_refuses_bad_options() -> None:
         ContrastiveLoss(logit_scale=0)
     with pytest.raises(ConfigError, match="active_ratio"):
         ContrastiveLoss(active_ratio=2.0)
+
+
+@pytest.mark.parametrize("with_negatives", [False, True])
+def test_rows_with_the_other_targets_are_the_whole_batch_loss(with_negatives: bool) -> None:
+    """Under a gathered batch each process scores its rows against every target: the mean of the two halves'
+    losses is the whole batch's loss, and so are the statistics."""
+    generator = torch.Generator().manual_seed(5)
+    queries = torch.randn(8, 6, generator=generator)
+    positives = queries + 0.5 * torch.randn(8, 6, generator=generator)
+    negatives = torch.randn(8, 2, 6, generator=generator) if with_negatives else None
+    loss = ContrastiveLoss(logit_scale=20.0)
+    whole = loss(queries, positives, negatives)
+    halves = [loss(queries[rows], positives[rows], None if negatives is None else negatives[rows],
+                   other_targets=positives[other])
+              for rows, other in ((slice(0, 4), slice(4, 8)), (slice(4, 8), slice(0, 4)))]
+    assert (halves[0].loss.item() + halves[1].loss.item()) / 2 == pytest.approx(whole.loss.item(), rel=1e-6)
+    for key, value in whole.stats.items():
+        assert (halves[0].stats[key] + halves[1].stats[key]) / 2 == pytest.approx(value, abs=1e-6), key
+
+
+def test_refuses_badly_shaped_other_targets() -> None:
+    with pytest.raises(ValueError, match="other_targets must be"):
+        ContrastiveLoss()(torch.zeros(3, 4), torch.zeros(3, 4), None, other_targets=torch.zeros(2, 5))

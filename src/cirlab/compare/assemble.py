@@ -23,6 +23,7 @@ from cirlab.compare.analysis import KS, RunSummary, best_record, evaluated, summ
 from cirlab.compare.result import Baseline, ComparisonResult, SeedSystemComparison, StrategySummary
 from cirlab.compare.statistics import (
     DEFAULT_DRAWS,
+    HEADLINE,
     SeedStats,
     above_chance,
     bootstrap,
@@ -81,9 +82,9 @@ class _Run:
     evaluation: EvaluationRanks  # the reported evaluation
 
     @property
-    def reported(self) -> dict[str, np.ndarray]:
-        """Category -> target ranks of the reported evaluation."""
-        return {category: r.ranks for category, r in self.evaluation.items()}
+    def reported(self) -> dict[str, Any]:
+        """Category -> ranks of the reported evaluation (its target ranks, and subset ranks where it has them)."""
+        return dict(self.evaluation)
 
 
 def reported_evaluation(entry: RunEntry, history: Sequence[dict[str, Any]], evaluations: dict[str, EvaluationRanks],
@@ -120,8 +121,9 @@ def load_run(entry: RunEntry, *, selection: str, reported: str, val_split: str) 
 def assemble(out: Path, entries: Sequence[RunEntry], *, baseline: str, selection: str, reported: str,
              untrained: Baseline, val_split: str = "val", threshold: float | None = None,
              draws: int = DEFAULT_DRAWS, queries: dict[str, Any] | None = None, setup: dict[str, Any] | None = None,
-             reused: Sequence[str] = ()) -> ComparisonResult:
-    """The :class:`ComparisonResult` of the runs ``entries`` (see the module notes)."""
+             reused: Sequence[str] = (), headline: Sequence[str] = HEADLINE) -> ComparisonResult:
+    """The :class:`ComparisonResult` of the runs ``entries`` (see the module notes); ``headline`` names the
+    metrics whose mean is the evaluation protocol's headline."""
     runs = [load_run(e, selection=selection, reported=reported, val_split=val_split) for e in entries]
     by_strategy: dict[str, list[_Run]] = {}
     for run in runs:
@@ -130,12 +132,13 @@ def assemble(out: Path, entries: Sequence[RunEntry], *, baseline: str, selection
         group.sort(key=lambda r: r.entry.seed)
     notes: list[str] = []
     galleries = {c: r.gallery_size for c, r in runs[0].evaluation.items() if len(r.ranks)}
-    chance = chance_recall(galleries)
-    summaries = {name: _strategy(name, group, chance, draws) for name, group in by_strategy.items()}
+    subsets = {c: r.subset_sizes for c, r in runs[0].evaluation.items() if len(r.ranks) and r.subset_sizes is not None}
+    chance = chance_recall(galleries, headline=headline, subset_sizes=subsets or None)
+    summaries = {name: _strategy(name, group, chance, draws, headline) for name, group in by_strategy.items()}
     if baseline in summaries:
         for name, summary in summaries.items():
             if name != baseline:
-                _judge(summary, by_strategy[name], summaries[baseline], by_strategy[baseline], draws, notes)
+                _judge(summary, by_strategy[name], summaries[baseline], by_strategy[baseline], draws, notes, headline)
     else:
         notes.append(f"no '{baseline}' runs, so no strategy is judged against a baseline")
     for name, summary in summaries.items():
@@ -152,17 +155,18 @@ def assemble(out: Path, entries: Sequence[RunEntry], *, baseline: str, selection
     return ComparisonResult(
         out=Path(out), strategies=summaries, baseline=baseline, selection=selection, reported=reported,
         untrained=untrained, chance=chance, speed=speed, queries=dict(queries or {}),
-        versus_seed_system=_versus_seed_system(summaries, by_strategy, draws),
+        versus_seed_system=_versus_seed_system(summaries, by_strategy, draws, headline),
         reused=list(reused), notes=notes, setup=dict(setup or {}))
 
 
 # ------------------------------------------------------------------------------------------ pieces
-def _strategy(name: str, group: list[_Run], chance: dict[str, float], draws: int) -> StrategySummary:
+def _strategy(name: str, group: list[_Run], chance: dict[str, float], draws: int,
+              headline: Sequence[str]) -> StrategySummary:
     entry = group[0].entry
     final = summarise_seeds([{**{f"R@{k}": r.summary.final[k] for k in KS}, "headline": r.summary.final_headline}
                              for r in group])
-    selected = summarise_seeds([recalls(r.reported).metrics for r in group])
-    own = bootstrap([r.reported for r in group], draws=draws)
+    selected = summarise_seeds([recalls(r.reported, headline=headline).metrics for r in group])
+    own = bootstrap([r.reported for r in group], draws=draws, headline=headline)
     mining = [r.summary.sample_s_per_step for r in group]
     steps = [r.summary.step_s for r in group]
     return StrategySummary(
@@ -173,7 +177,7 @@ def _strategy(name: str, group: list[_Run], chance: dict[str, float], draws: int
 
 
 def _judge(summary: StrategySummary, group: list[_Run], base: StrategySummary, base_group: list[_Run], draws: int,
-           notes: list[str]) -> None:
+           notes: list[str], headline: Sequence[str]) -> None:
     """The paired differences against the baseline strategy, and the verdict they support."""
     base_by_seed = {r.entry.seed: r for r in base_group}
     paired = [r for r in group if r.entry.seed in base_by_seed]
@@ -183,13 +187,14 @@ def _judge(summary: StrategySummary, group: list[_Run], base: StrategySummary, b
     if not paired:
         return
     summary.versus_baseline = paired_bootstrap([r.reported for r in paired],
-                                               [base_by_seed[r.entry.seed].reported for r in paired], draws=draws)
+                                               [base_by_seed[r.entry.seed].reported for r in paired], draws=draws,
+                                               headline=headline)
     if summary.above_chance and base.above_chance:
         summary.verdict = verdict(summary.name, base.name, summary.versus_baseline)
 
 
 def _versus_seed_system(summaries: dict[str, StrategySummary], by_strategy: dict[str, list[_Run]],
-                        draws: int) -> SeedSystemComparison | None:
+                        draws: int, headline: Sequence[str]) -> SeedSystemComparison | None:
     candidates = [s for name, s in summaries.items() if name not in REFERENCE_RUNS]
     if SEED_SYSTEM_RUN not in summaries or not candidates:
         return None
@@ -199,7 +204,7 @@ def _versus_seed_system(summaries: dict[str, StrategySummary], by_strategy: dict
     if not paired:
         return None
     difference = paired_bootstrap([r.reported for r in paired], [seed_runs[r.entry.seed].reported for r in paired],
-                                  draws=draws)
+                                  draws=draws, headline=headline)
     target = float(np.mean([r.summary.final[10] for r in by_strategy[SEED_SYSTEM_RUN]]))
     passes = [next((e for e, v in sorted(_recall10_by_epoch(r.history).items()) if v >= target), None)
               for r in by_strategy[best.name]]

@@ -23,6 +23,16 @@ LEDGER_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
+def _headline_sentence(setup: dict) -> str:
+    """What the headline is, by the protocol of the compared data set."""
+    headline = setup.get("headline") or ["R@10", "R@50"]
+    dataset = (setup.get("features") or {}).get("dataset") or "fashioniq"
+    names = {"fashioniq": "FashionIQ", "cirr": "CIRR"}
+    extra = " (Rs@K: Recall_subset@K, within the query's img_set)" if any(h.startswith("Rs@") for h in headline) else ""
+    return (f"the headline is the mean of {' and '.join(headline)}{extra}, as the {names.get(dataset, dataset)} "
+            f"protocol reports it.")
+
+
 def render_report(result: ComparisonResult) -> str:
     """The Markdown text of ``OUT/report.md``."""
     setup = result.setup
@@ -36,8 +46,7 @@ def render_report(result: ComparisonResult) -> str:
         f"feature cache with the same combiner, loss and budget ({shared.get('epochs')} epochs of batch size "
         f"{shared.get('batch_size')}), evaluated on the `{shared.get('val_split', 'val')}` split after every epoch. "
         f"A seed changes the combiner's initialisation, the data order and the sampler's draws. Recall is the mean "
-        f"over categories, in percent; the headline is the mean of Recall@10 and Recall@50 (the FashionIQ "
-        f"protocol).",
+        f"over categories, in percent; {_headline_sentence(setup)}",
         "",
         f"**Reported: {where}.** {_selection_sentence(result)}",
         "",
@@ -133,6 +142,14 @@ def _query_lines(result: ComparisonResult) -> list[str]:
             parts.append(f"{category} {count} ranked against {gallery} images" + (f" ({'; '.join(detail)})"
                                                                                  if detail else ""))
         lines.append(f"- `{split}`: " + "; ".join(parts) + ".")
+        ambiguous = info.get("ambiguous_queries") or {}
+        if ambiguous:
+            total = sum(c["queries"] for c in ambiguous.values())
+            share = sum(c["ambiguous"] for c in ambiguous.values()) / max(total, 1)
+            beyond = sum(c["beyond_copies"] for c in ambiguous.values()) / max(total, 1)
+            lines.append(f"  - ambiguous (the synthetic ground truth): {100 * share:.1f}% of these queries have "
+                         f"another gallery image that satisfies them as well as the target "
+                         f"({100 * beyond:.1f}% one that is not an exact copy of the target).")
     if not lines:
         lines.append("- no query accounting recorded.")
     lines.append("")
@@ -142,21 +159,25 @@ def _query_lines(result: ComparisonResult) -> list[str]:
 
 
 def _results_table(result: ComparisonResult) -> str:
-    header = ("| strategy | " + " | ".join(METRICS) + f" | Δ R@10 vs {result.baseline} | Δ headline | wins | "
-              "mining ms/step |")
-    rows = [header, "|---|" + "---:|" * (len(METRICS) + 4)]
+    # A loss column when the runs trained with more than one loss (otherwise the set-up table names the one).
+    by_loss = len({s.loss for s in result.strategies.values()}) > 1
+    blank = "| " if by_loss else ""
+    header = ("| strategy | " + ("loss | " if by_loss else "") + " | ".join(METRICS)
+              + f" | Δ R@10 vs {result.baseline} | Δ headline | wins | mining ms/step |")
+    rows = [header, "|---|" + ("---|" if by_loss else "") + "---:|" * (len(METRICS) + 4)]
     for s in result.strategies.values():
         vs = s.versus_baseline
         delta10 = _interval(vs.estimates["R@10"]) if vs else "–"
         delta_h = _interval(vs.estimates["headline"]) if vs else "–"
         wins = f"{100 * vs.estimates['R@10'].win_share:.0f}%" if vs else "–"
         mining = "–" if s.mining_ms is None else f"{s.mining_ms.mean:.2f}"
-        rows.append(f"| {s.name} | " + " | ".join(_pm(s.selected[m]) for m in METRICS)
+        cells = [_pm(s.selected[m]) for m in METRICS]
+        rows.append(f"| {s.name} | " + (f"{s.loss} | " if by_loss else "") + " | ".join(cells)
                     + f" | {delta10} | {delta_h} | {wins} | {mining} |")
     u = result.untrained
-    rows.append("| *untrained sum* | " + " | ".join(f"{u.recall[int(m[2:])]:.1f}" for m in METRICS[:-1])
+    rows.append("| *untrained sum* | " + blank + " | ".join(f"{u.recall[int(m[2:])]:.1f}" for m in METRICS[:-1])
                 + f" | {u.headline:.1f} | | | | |")
-    rows.append("| *chance* | " + " | ".join(f"{result.chance[m]:.1f}" for m in METRICS) + " | | | | |")
+    rows.append("| *chance* | " + blank + " | ".join(f"{result.chance[m]:.1f}" for m in METRICS) + " | | | | |")
     return "\n".join(rows)
 
 
@@ -248,6 +269,10 @@ ACTIVE_SHARE_BY_DESIGN: dict[str, str] = {
             "nearest neighbours",
     "curriculum": "that of the stage serving at the time: falling while random negatives serve, close to 100% by "
                   "design once semi-hard or hard negatives take over",
+    "positive-aware": "high by design: the hardest negatives below a share of the positive's similarity sit just "
+                      "under the target, so most of them stay active while training goes on",
+    "score-window": "high by design: negatives are drawn around the positive's score, neither far easier nor "
+                    "harder than the target",
 }
 #: What it says for every other sampler (random, category, in-batch...).
 ACTIVE_SHARE_OTHERWISE = ("expected to fall as training separates targets from negatives; a share that stays "

@@ -41,7 +41,7 @@ from cirlab.compare.assemble import (
     run_name,
 )
 from cirlab.compare.result import Baseline, ComparisonResult
-from cirlab.compare.statistics import DEFAULT_DRAWS
+from cirlab.compare.statistics import DEFAULT_DRAWS, HEADLINE
 from cirlab.errors import CacheMismatchError, ConfigError
 from cirlab.features.cache import FeatureCache
 from cirlab.io import atomic_write_json, atomic_write_text
@@ -57,6 +57,9 @@ QUERIES_PLOT = "queries-{run}.png"
 
 #: The strategy every other one is judged against, by default.
 DEFAULT_BASELINE = "random"
+
+#: Between a strategy's sampler and the loss it trains with instead of the config's: ``hard@hn-nce``.
+LOSS_SEPARATOR = "@"
 
 #: How each run's reported checkpoint is chosen (see the module notes).
 SELECTIONS: tuple[str, ...] = ("auto", "val", "last")
@@ -111,7 +114,9 @@ def compare(config: str | Path | TrainConfig | None, strategies: Sequence[str], 
         config: a YAML config file, a shipped config name (``synthetic``), a :class:`TrainConfig`, or
             ``None`` for the defaults; ``overrides`` (as for :func:`~cirlab.training.load_config`) apply on top.
         strategies: negative sampler names (``random``, ``category``, ``semi-hard``, ``hard``, ``curriculum``...);
-            the same sampler options (``negatives_options``) go to each.
+            the same sampler options (``negatives_options``) go to each. ``SAMPLER@LOSS`` (``hard@hn-nce``,
+            ``in-batch@contrastive``) trains that sampler with that loss (its default options) instead of the
+            config's, so that one comparison can hold either loss with any sampler.
         out: the comparison folder: ``runs/``, ``report.md``, ``comparison.json`` and the figures.
         seeds: runs per strategy, with seeds ``seed``, ``seed + 1``... (default: the config's ``seeds``, 3).
         epochs: training epochs of every run (default: the config's).
@@ -152,12 +157,18 @@ def compare(config: str | Path | TrainConfig | None, strategies: Sequence[str], 
     queries_info = {"val": _validation_accounting(plans[0])}
     if reported == TEST_SPLIT:
         queries_info[TEST_SPLIT] = _evaluate_selected(plans, cache, categories, selection)
+    for split, info in queries_info.items():
+        ambiguity = ambiguous_queries(cache, split, categories)
+        if info and ambiguity:
+            info["ambiguous_queries"] = ambiguity
     untrained = sum_baseline(cache, base, categories, reported)
+    headline = headline_metrics(cache, reported)
     setup = _setup(base, plans, cache, config, overrides, reported=reported, selection=selection,
-                   baseline=baseline, threshold=threshold, draws=draws, untrained=untrained, queries_info=queries_info)
+                   baseline=baseline, threshold=threshold, draws=draws, untrained=untrained, queries_info=queries_info,
+                   headline=list(headline))
     result = assemble(out, [plan.entry() for plan in plans], baseline=baseline, selection=selection,
                       reported=reported, untrained=untrained, val_split=base.val_split, threshold=threshold,
-                      draws=draws, queries=queries_info, setup=setup, reused=reused)
+                      draws=draws, queries=queries_info, setup=setup, reused=reused, headline=headline)
     write_outputs(result, cache=cache, data_root=data_root, queries=queries, query_seed=query_seed)
     return result
 
@@ -178,7 +189,8 @@ def recompute(out: str | Path, *, write: bool = True) -> ComparisonResult:
     result = assemble(out, entries, baseline=setup["baseline"], selection=setup["selection"],
                       reported=setup["reported"], untrained=untrained, val_split=setup["shared_config"]["val_split"],
                       threshold=setup.get("threshold"), draws=int(setup["draws"]), queries=setup.get("queries"),
-                      setup=setup, reused=[e.name for e in entries])
+                      setup=setup, reused=[e.name for e in entries],
+                      headline=tuple(setup.get("headline") or HEADLINE))
     # the files as written (query figures are kept as they were drawn; the rest is redrawn with ``write``)
     result.files.update({key: Path(value) for key, value in data.get("files", {}).items()})
     if write:
@@ -211,8 +223,17 @@ def _base_config(config: str | Path | TrainConfig | None, overrides: Overrides |
     return base
 
 
+def split_strategy(strategy: str) -> tuple[str, str | None]:
+    """A strategy's sampler and the loss it names: ``hard@hn-nce`` → ``("hard", "hn-nce")``, ``hard`` →
+    ``("hard", None)`` (the config's loss)."""
+    sampler, separator, loss = strategy.partition(LOSS_SEPARATOR)
+    return sampler, loss if separator else None
+
+
 def check_strategies(strategies: Sequence[str]) -> list[str]:
-    """The strategy names, stripped; refuse an empty list, repeats and names no sampler is registered as."""
+    """The strategy names, stripped; refuse an empty list, repeats, names no sampler is registered as, and
+    losses (``SAMPLER@LOSS``) no loss is registered as."""
+    from cirlab.losses import LOSSES
     from cirlab.negatives import SAMPLERS
 
     names = [s.strip() for s in strategies if s.strip()]
@@ -222,9 +243,13 @@ def check_strategies(strategies: Sequence[str]) -> list[str]:
     repeated = sorted({s for s in names if names.count(s) > 1})
     if repeated:
         raise ConfigError(f"strategies listed twice: {', '.join(repeated)}")
-    unknown = [s for s in names if s not in SAMPLERS and s != IN_BATCH]
+    unknown = [s for s in names if split_strategy(s)[0] not in SAMPLERS and split_strategy(s)[0] != IN_BATCH]
     if unknown:
         raise ConfigError(f"unknown strategies {unknown}; known: {known}")
+    unknown = [s for s in names if split_strategy(s)[1] is not None and split_strategy(s)[1] not in LOSSES]
+    if unknown:
+        raise ConfigError(f"unknown losses in strategies {unknown} (SAMPLER{LOSS_SEPARATOR}LOSS); known losses: "
+                          f"{', '.join(LOSSES.names())}")
     return names
 
 
@@ -246,9 +271,14 @@ def plan_runs(base: TrainConfig, strategies: Sequence[str], out: str | Path, *, 
                 stop_after_epochs=None), description, mines))
 
     for name in names:
-        mined = "no mined negatives (the batch's other targets)" if name == IN_BATCH else \
-            f"{name} negatives (k={base.num_negatives})"
-        add(name, dataclasses.replace(base, negatives=name), f"{base.loss} loss, {mined}", name != IN_BATCH)
+        sampler, loss = split_strategy(name)
+        mined = "no mined negatives (the batch's other targets)" if sampler == IN_BATCH else \
+            f"{sampler} negatives (k={base.num_negatives})"
+        config = dataclasses.replace(base, negatives=sampler)
+        if loss is not None and loss != base.loss:  # another loss starts from its own defaults
+            config = dataclasses.replace(config, loss=loss, loss_options={})
+        defaults = " (its default options)" if config.loss != base.loss else ""
+        add(name, config, f"{config.loss} loss{defaults}, {mined}", sampler != IN_BATCH)
     if include_contrastive:
         config = dataclasses.replace(base, loss="contrastive", loss_options={}, negatives=IN_BATCH,
                                      negatives_options={})
@@ -358,7 +388,7 @@ def _train(config: TrainConfig) -> Any:
 
 def has_test_targets(cache: FeatureCache, categories: Sequence[str]) -> bool:
     """Whether every evaluated category has test queries with their targets in the cache."""
-    from cirlab.evaluation.fashioniq import category_queries
+    from cirlab.evaluation.queries import category_queries
 
     return all(cache.has_split(c, TEST_SPLIT) and len(category_queries(cache, c, TEST_SPLIT).positions) > 0
                for c in categories)
@@ -368,15 +398,15 @@ def _evaluate_selected(plans: list[RunPlan], cache: FeatureCache, categories: li
                        selection: str) -> dict[str, Any]:
     """Evaluate each run's selected checkpoint on test (once: kept in its ranks.npz); return the query accounting."""
     from cirlab.combiners import load_combiner_for
-    from cirlab.evaluation.fashioniq import FashionIQValidation
+    from cirlab.evaluation.protocol import build_protocol
     from cirlab.evaluation.ranks import RANKS_FILE, ranks_of, read_ranks, write_ranks
     from cirlab.runtime import resolve_device
 
     checkpoint = SELECTED_CHECKPOINT[selection]
     name = f"{TEST_SPLIT}/{checkpoint}"
     device = resolve_device(plans[0].config.device)
-    protocol = FashionIQValidation(cache, categories=categories, split=TEST_SPLIT, device=device,
-                                   batch_size=plans[0].config.eval_batch_size)
+    protocol = build_protocol(cache, TEST_SPLIT, categories=categories, device=device,
+                              batch_size=plans[0].config.eval_batch_size)
     accounting: dict[str, Any] = {}
     for plan in plans:
         path = plan.run_dir / RANKS_FILE
@@ -402,22 +432,51 @@ def _validation_accounting(plan: RunPlan) -> dict[str, Any]:
 def evaluated_categories(cache: FeatureCache, config: TrainConfig) -> list[str]:
     """The categories the runs of ``config`` are validated on (the trainer's rule,
     :func:`cirlab.evaluation.evaluated_categories`)."""
-    from cirlab.evaluation.fashioniq import evaluated_categories as validated
+    from cirlab.evaluation.protocol import evaluated_categories as validated
 
     return validated(cache, config.val_categories, config.categories, config.val_split)
 
 
 
 
+def ambiguous_queries(cache: FeatureCache, split: str, categories: Sequence[str]) -> dict[str, dict[str, int]]:
+    """On the synthetic benchmark, per category, how many ``split`` queries another gallery image satisfies as well
+    as the target (:func:`cirlab.synth.ambiguity.ambiguous_queries`); empty for any other data set."""
+    from cirlab.synth.ambiguity import ambiguous_queries as count
+    from cirlab.synth.output import GENERATOR_NAME, META_FILE
+
+    data_root = cache.manifest.get("data_root")
+    path = Path(data_root) / META_FILE if data_root else None
+    if path is None or not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        if meta.get("generator") != GENERATOR_NAME:
+            return {}
+        counts = count(meta, split)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        LOGGER.warning("%s: ambiguous queries not counted (%s)", path, error)
+        return {}
+    return {c: {"queries": n.queries, "ambiguous": n.ambiguous, "beyond_copies": n.beyond_copies}
+            for c, n in counts.items() if c in categories}
+
+
+def headline_metrics(cache: FeatureCache, split: str) -> tuple[str, ...]:
+    """The metrics whose mean is the headline of the protocol that evaluates ``split`` of ``cache``."""
+    from cirlab.evaluation.protocol import PROTOCOLS, default_protocol
+
+    return PROTOCOLS.get(default_protocol(cache.dataset, split)).headline_metrics
+
+
 def sum_baseline(cache: FeatureCache, config: TrainConfig, categories: Sequence[str], split: str) -> Baseline:
     """Recall of the untrained ``sum`` combiner on the reported evaluation."""
     from cirlab.combiners import build_combiner
-    from cirlab.evaluation import evaluate_fashioniq
+    from cirlab.evaluation.protocol import evaluate_cache
     from cirlab.runtime import resolve_device
 
-    result = evaluate_fashioniq(cache, build_combiner("sum", cache.dim), categories=list(categories), split=split,
-                                batch_size=config.eval_batch_size, device=resolve_device(config.device),
-                                show_progress=False)
+    result = evaluate_cache(cache, build_combiner("sum", cache.dim), split, categories=list(categories),
+                            batch_size=config.eval_batch_size, device=resolve_device(config.device),
+                            show_progress=False)
     return Baseline(recall={k: float(result.mean[k]) for k in KS}, headline=float(result.headline))
 
 
@@ -444,7 +503,8 @@ def _setup(base: TrainConfig, plans: list[RunPlan], cache: FeatureCache, config:
         "seeds": sorted({plan.seed for plan in plans}),
         "run_entries": [plan.entry().to_dict() for plan in plans],
         "untrained_sum": untrained.to_dict(),
-        "features": {"path": str(cache.root), "model": manifest.get("model"), "dim": manifest.get("dim"),
+        "features": {"path": str(cache.root), "dataset": cache.dataset, "model": manifest.get("model"),
+                     "dim": manifest.get("dim"),
                      "images": manifest.get("num_images"), "triplets": manifest.get("num_triplets"),
                      "data_root": manifest.get("data_root")},
         **{key: value for key, value in settings.items() if key != "queries_info"},

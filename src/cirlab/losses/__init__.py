@@ -1,4 +1,4 @@
-"""Losses of the combiner stage, chosen by name: ``triplet`` and ``contrastive`` (CLIP4Cir).
+"""Losses of the combiner stage, chosen by name: ``triplet``, ``contrastive`` (CLIP4Cir) and ``hn-nce`` (CoVR).
 
 Every loss is called as ``loss(queries [B, d], positives [B, d], negatives [B, k, d] | None)`` and
 returns a :class:`LossOutput` (the scalar loss and its statistics, whose keys each loss class declares in
@@ -7,6 +7,8 @@ returns a :class:`LossOutput` (the scalar loss and its statistics, whose keys ea
 
 from cirlab.losses.base import COMMON_STATS, LOSSES, Loss, LossOutput, build_loss
 from cirlab.losses.contrastive import ContrastiveLoss
+from cirlab.losses.hn_nce import HardNegativeNCELoss
 from cirlab.losses.triplet import TripletLoss
 
-__all__ = ["COMMON_STATS", "LOSSES", "ContrastiveLoss", "Loss", "LossOutput", "TripletLoss", "build_loss"]
+__all__ = ["COMMON_STATS", "LOSSES", "ContrastiveLoss", "HardNegativeNCELoss", "Loss", "LossOutput", "TripletLoss",
+           "build_loss"]

@@ -5,6 +5,10 @@ All losses share one call signature, so that the trainer can swap them by name::
     output = loss(queries, positives, negatives)   # [B, d], [B, d], [B, k, d] or None
     output.loss.backward()
     log(output.stats)                              # the keys of type(loss).logged_stats
+
+A loss that scores each query against every target of the batch (``scores_batch_targets``) also takes
+``other_targets`` ([M, d]): under ``torchrun``, the targets of the other processes' slices of the global
+batch, so that each process computes its rows of the loss of the whole global batch.
 """
 
 from __future__ import annotations
@@ -46,12 +50,15 @@ class Loss(nn.Module):
     registry_name: ClassVar[str] = ""
     #: Keys that :attr:`LossOutput.stats` may hold.
     logged_stats: ClassVar[tuple[str, ...]] = COMMON_STATS
+    #: Whether every target of the batch is a candidate of every query (the contrastive losses). Such a loss
+    #: accepts ``other_targets`` ([M, d]): targets of the rest of the global batch, negatives of every row.
+    scores_batch_targets: ClassVar[bool] = False
 
     def forward(self, queries: Tensor, positives: Tensor, negatives: Tensor | None = None) -> LossOutput:
         raise NotImplementedError
 
 
-#: Loss classes by name (``triplet``, ``contrastive``); :func:`build_loss` instantiates them.
+#: Loss classes by name (``triplet``, ``contrastive``, ``hn-nce``); :func:`build_loss` instantiates them.
 LOSSES: Registry[type[Loss]] = Registry("loss")
 
 

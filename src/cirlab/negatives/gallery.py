@@ -29,6 +29,9 @@ class Gallery:
     features: Tensor  # [N, d] float, L2-normalised image features
     categories: Tensor  # [N] long, category id of each item
     duplicate_groups: Tensor  # [N] long, equal value = identical content (exact duplicates), -1 = unique
+    #: The (reference, target) gallery items of every training triplet, for samplers that use the composition
+    #: structure of the data (``composition``); None when the trainer does not provide them.
+    reference_targets: ReferenceTargets | None = None
 
     def __post_init__(self) -> None:
         features, categories, groups = self.features, self.categories, self.duplicate_groups
@@ -46,13 +49,24 @@ class Gallery:
         if deviation > NORM_TOLERANCE:
             raise ConfigError(f"gallery features must be L2-normalised (a norm is off by {deviation:.3g}); "
                               f"build the gallery with Gallery.from_raw")
+        pairs = self.reference_targets
+        if pairs is not None:
+            if pairs.references.device != features.device:
+                raise ConfigError(f"gallery reference_targets are on {pairs.references.device}, its features on "
+                                  f"{features.device}")
+            items = torch.cat([pairs.references, pairs.targets])
+            if len(items) and not 0 <= int(items.min()) <= int(items.max()) < size:
+                raise ConfigError(f"gallery reference_targets must name gallery items in [0, {size}), got "
+                                  f"{int(items.min())}..{int(items.max())}")
 
     @classmethod
-    def from_raw(cls, features: Tensor, categories: Tensor, duplicate_groups: Tensor | None = None) -> Gallery:
+    def from_raw(cls, features: Tensor, categories: Tensor, duplicate_groups: Tensor | None = None,
+                 reference_targets: ReferenceTargets | None = None) -> Gallery:
         """A gallery of raw encoder features (normalised here); no duplicate groups by default."""
         if duplicate_groups is None:
             duplicate_groups = torch.full((features.shape[0],), -1, dtype=torch.long, device=features.device)
-        return cls(F.normalize(features.float(), dim=-1), categories.long(), duplicate_groups.long())
+        return cls(F.normalize(features.float(), dim=-1), categories.long(), duplicate_groups.long(),
+                   reference_targets)
 
     def __len__(self) -> int:
         return self.features.shape[0]
@@ -69,7 +83,8 @@ class Gallery:
 
     def to(self, device: str | torch.device) -> Gallery:
         """The same gallery on ``device``."""
-        return Gallery(self.features.to(device), self.categories.to(device), self.duplicate_groups.to(device))
+        return Gallery(self.features.to(device), self.categories.to(device), self.duplicate_groups.to(device),
+                       None if self.reference_targets is None else self.reference_targets.to(device))
 
 
 @dataclass
@@ -91,3 +106,61 @@ class BatchInfo:
         return BatchInfo(categories=self.categories.to(device).long(), progress=float(self.progress),
                          references=None if self.references is None else self.references.to(device).long(),
                          true_matches=None if self.true_matches is None else self.true_matches.to(device))
+
+    def select(self, rows: Tensor) -> BatchInfo:
+        """The facts of the queries at ``rows`` (for a sampler that serves part of a batch with another sampler)."""
+        return BatchInfo(categories=self.categories[rows], progress=self.progress,
+                         references=None if self.references is None else self.references[rows],
+                         true_matches=None if self.true_matches is None else self.true_matches.rows(rows))
+
+
+@dataclass
+class ReferenceTargets:
+    """Which gallery items are targets of training triplets that start from a given reference image.
+
+    One entry per distinct (reference, target) pair of gallery items, sorted by reference and then target,
+    so that the targets of a reference form one contiguous run. CIR data reuse reference images (CIRR builds
+    several queries on each; the synthetic benchmark draws several targets per reference), and the targets
+    of a query's reference other than its own are plausible confusions that only composed retrieval has.
+    """
+
+    references: Tensor  # [P] long, gallery index of the reference, sorted
+    targets: Tensor  # [P] long, gallery index of a target of a triplet with that reference
+
+    def __post_init__(self) -> None:
+        if self.references.shape != self.targets.shape or self.references.ndim != 1 \
+                or self.references.dtype != torch.long or self.targets.dtype != torch.long:
+            raise ConfigError(f"reference targets must be two long [P] tensors, got {self.references.dtype} "
+                              f"{tuple(self.references.shape)} and {self.targets.dtype} {tuple(self.targets.shape)}")
+        if self.references.device != self.targets.device:
+            raise ConfigError(f"reference targets: references on {self.references.device}, targets on "
+                              f"{self.targets.device}")
+
+    @classmethod
+    def from_pairs(cls, references: Tensor, targets: Tensor) -> ReferenceTargets:
+        """The table of training triplets' ``references`` and ``targets`` (gallery indices; a reference of -1,
+        not in the gallery, is left out; repeated pairs are kept once)."""
+        references, targets = references.long().reshape(-1), targets.long().reshape(-1)
+        keep = references >= 0
+        pairs = torch.unique(torch.stack([references[keep], targets[keep]], dim=1), dim=0)  # sorted rows
+        return cls(pairs[:, 0].contiguous(), pairs[:, 1].contiguous())
+
+    def __len__(self) -> int:
+        return self.references.shape[0]
+
+    def lookup(self, references: Tensor) -> tuple[Tensor, Tensor]:
+        """``(targets [B, w], valid [B, w])``: the targets of each of ``references`` [B] (gallery indices, -1 for
+        none), in gallery order; ``w`` is the largest number of targets any of them has."""
+        start = torch.searchsorted(self.references, references, right=False)
+        end = torch.searchsorted(self.references, references, right=True)
+        counts = torch.where(references >= 0, end - start, torch.zeros_like(start))
+        width = int(counts.max()) if counts.numel() else 0
+        slots = torch.arange(width, device=references.device)[None, :]
+        valid = slots < counts[:, None]
+        positions = (start[:, None] + slots).clamp(max=max(len(self) - 1, 0))
+        targets = self.targets[positions] if len(self) else torch.zeros_like(positions)
+        return torch.where(valid, targets, torch.full_like(targets, -1)), valid
+
+    def to(self, device: str | torch.device) -> ReferenceTargets:
+        """The same table on ``device``."""
+        return ReferenceTargets(self.references.to(device), self.targets.to(device))
