@@ -100,3 +100,25 @@ def test_a_split_with_targets_is_scored_not_submitted_and_test1_needs_a_folder(t
         evaluate(tmp_path / "cache", combiner="sum", split="val", submission=tmp_path / "sub", show_progress=False)
     with pytest.raises(ConfigError, match="--submission"):
         evaluate(tmp_path / "cache", combiner="sum", split="test1", show_progress=False)
+
+
+def test_the_check_command_reads_the_annotation_files_themselves(tmp_path, capsys):
+    from cirlab import cli
+    from cirlab.data.dataset import open_dataset
+    from cirlab.evaluation.submission import dataset_pair_specs
+
+    from ..data.cirr_builders import make_cirr
+
+    root = make_cirr(tmp_path / "CIRR")
+    pairs, images = dataset_pair_specs(open_dataset(root), "test1")
+    document = {"version": "rc2", "metric": "recall_subset"}
+    document.update({pair: [m for m in spec.subset if m != spec.reference][:3] for pair, spec in pairs.items()})
+    good = tmp_path / "subset.json"
+    good.write_text(json.dumps(document))
+    assert cli.main(["data", "check-submission", str(good), "--data", str(root)]) == 0
+    assert f"a valid recall_subset submission for all {len(pairs)} test1 pairs" in capsys.readouterr().out
+    document.pop(next(iter(pairs)))
+    good.write_text(json.dumps(document))
+    assert cli.main(["data", "check-submission", str(good), "--data", str(root)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "rejected" in err and "have no prediction" in err

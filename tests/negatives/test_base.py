@@ -131,3 +131,26 @@ def test_bad_inputs(gallery) -> None:
         sampler.sample(queries, positives, batch, 0, generator)
     with pytest.raises(TypeError, match="torch.Generator"):
         sampler.sample(queries, positives, batch, 3, 42)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_no_sampler_serves_an_annotated_positive_of_the_target(gallery, name: str) -> None:
+    """CIRR's positive ``target_soft`` images are kept out like the target, even when they are the closest items."""
+    from dataclasses import replace
+
+    from cirlab.negatives.gallery import SoftPositives
+
+    queries, positives, batch = _inputs(gallery)
+    closest = (torch.nn.functional.normalize(queries, dim=-1) @ gallery.features.T)
+    closest[torch.arange(len(positives)), positives] = -2.0
+    nearest = closest.topk(3, dim=1).indices  # each query's three closest items other than its target
+    soft = SoftPositives.from_pairs(positives.repeat_interleave(3), nearest.reshape(-1), len(gallery))
+    annotated = replace(gallery, soft_positives=soft)
+    sampler = build_sampler(name, annotated, near_duplicate_threshold=None)
+    negatives = sampler.sample(queries, positives, batch, 5, torch.Generator().manual_seed(0))
+    assert not soft.contains(positives, negatives).any()
+    assert not (negatives == positives[:, None]).any()
+    plain = build_sampler(name, replace(gallery, soft_positives=None), near_duplicate_threshold=None)
+    if name in ("hard", "positive-aware"):  # without the annotation they are what the hardest rules serve
+        served = plain.sample(queries, positives, batch, 5, torch.Generator().manual_seed(0))
+        assert soft.contains(positives, served).any()

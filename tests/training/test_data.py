@@ -341,3 +341,26 @@ def test_many_non_finite_rows_are_counted_not_listed(tmp_path):
     cache.image_features = np.full(cache.image_features.shape, np.nan, dtype=np.float32)
     with pytest.raises(CacheMismatchError, match=r"images\.npy: rows 0, 1, 2, 3, 4 and 155 more hold NaN"):
         load_training_data(cache, None, [0, 1, 2, 3], CPU)
+
+
+def test_annotated_soft_positives_reach_the_guard(tmp_path):
+    """CIRR's positive ``target_soft`` scores become the guard's table; negative scores and the target do not."""
+    import numpy as np
+
+    from cirlab.features.cache import FeatureCache, write_cache
+    from cirlab.training.data import load_training_data
+
+    rng = np.random.default_rng(0)
+    records = [{"category": "all", "split": "train", "file_index": i, "reference_row": i, "target_row": i + 1,
+                "captions": [f"c{i}"], "query_id": str(i), "subset_rows": [i, i + 1],
+                "soft_targets": [[i + 1, 1.0], [(i + 3) % 6, 0.5], [(i + 4) % 6, -1.0]]} for i in range(3)]
+    write_cache(tmp_path / "cache", image_ids=[f"im{i}" for i in range(6)],
+                image_features=rng.standard_normal((6, 8)).astype(np.float32), split_rows={"all.train": list(range(6))},
+                triplets=records, text_features=rng.standard_normal((3, 1, 8)).astype(np.float32),
+                manifest={"model": "m", "preprocess": {}, "data_fingerprint": "f", "dataset": "cirr"})
+    data = load_training_data(FeatureCache.open(tmp_path / "cache"), None, None, torch.device("cpu"))
+    soft = data.soft_positives
+    targets = data.positives
+    assert soft.contains(targets, torch.tensor([[(i + 3) % 6] for i in range(3)])).all()
+    assert not soft.contains(targets, torch.tensor([[(i + 4) % 6] for i in range(3)])).any()
+    assert not soft.contains(targets, targets[:, None]).any()

@@ -32,6 +32,9 @@ class Gallery:
     #: The (reference, target) gallery items of every training triplet, for samplers that use the composition
     #: structure of the data (``composition``); None when the trainer does not provide them.
     reference_targets: ReferenceTargets | None = None
+    #: Per target, the other gallery items an annotation says also satisfy its queries (CIRR's positive
+    #: ``target_soft`` scores); the guard never serves them as negatives of that target's queries.
+    soft_positives: SoftPositives | None = None
 
     def __post_init__(self) -> None:
         features, categories, groups = self.features, self.categories, self.duplicate_groups
@@ -49,6 +52,10 @@ class Gallery:
         if deviation > NORM_TOLERANCE:
             raise ConfigError(f"gallery features must be L2-normalised (a norm is off by {deviation:.3g}); "
                               f"build the gallery with Gallery.from_raw")
+        soft = self.soft_positives
+        if soft is not None and (soft.keys.device != features.device or soft.size != size):
+            raise ConfigError(f"gallery soft_positives are for {soft.size} items on {soft.keys.device}, the gallery "
+                              f"holds {size} on {features.device}")
         pairs = self.reference_targets
         if pairs is not None:
             if pairs.references.device != features.device:
@@ -61,12 +68,13 @@ class Gallery:
 
     @classmethod
     def from_raw(cls, features: Tensor, categories: Tensor, duplicate_groups: Tensor | None = None,
-                 reference_targets: ReferenceTargets | None = None) -> Gallery:
+                 reference_targets: ReferenceTargets | None = None,
+                 soft_positives: SoftPositives | None = None) -> Gallery:
         """A gallery of raw encoder features (normalised here); no duplicate groups by default."""
         if duplicate_groups is None:
             duplicate_groups = torch.full((features.shape[0],), -1, dtype=torch.long, device=features.device)
         return cls(F.normalize(features.float(), dim=-1), categories.long(), duplicate_groups.long(),
-                   reference_targets)
+                   reference_targets, soft_positives)
 
     def __len__(self) -> int:
         return self.features.shape[0]
@@ -84,7 +92,8 @@ class Gallery:
     def to(self, device: str | torch.device) -> Gallery:
         """The same gallery on ``device``."""
         return Gallery(self.features.to(device), self.categories.to(device), self.duplicate_groups.to(device),
-                       None if self.reference_targets is None else self.reference_targets.to(device))
+                       None if self.reference_targets is None else self.reference_targets.to(device),
+                       None if self.soft_positives is None else self.soft_positives.to(device))
 
 
 @dataclass
@@ -164,3 +173,41 @@ class ReferenceTargets:
     def to(self, device: str | torch.device) -> ReferenceTargets:
         """The same table on ``device``."""
         return ReferenceTargets(self.references.to(device), self.targets.to(device))
+
+
+@dataclass
+class SoftPositives:
+    """Which gallery items satisfy the queries of a target besides the target itself, as annotated (CIRR's
+    ``target_soft``: every image with a positive score).
+
+    Kept per target, not per query: an item annotated for any query of a target is kept from every query of
+    that target, which can only keep out more than the annotation asks, never serve an annotated positive.
+    Stored as sorted keys ``target * size + item`` so that membership is one binary search per pair.
+    """
+
+    keys: Tensor  # [P] long, sorted, unique
+    size: int  # gallery size the keys are made for
+
+    @classmethod
+    def from_pairs(cls, targets: Tensor, items: Tensor, size: int) -> SoftPositives:
+        """The table of (target, item) gallery pairs (pairs with a -1 side, or an item equal to its target, are
+        left out)."""
+        targets, items = targets.long().reshape(-1), items.long().reshape(-1)
+        keep = (targets >= 0) & (items >= 0) & (targets != items)
+        return cls(torch.unique(targets[keep] * size + items[keep]), int(size))
+
+    def __len__(self) -> int:
+        return self.keys.shape[0]
+
+    def contains(self, targets: Tensor, items: Tensor) -> Tensor:
+        """``[R, c]``: whether ``items`` (``[R, c]``, or ``[1, c]`` shared by every row) are annotated positives of
+        ``targets`` [R]."""
+        keys = targets[:, None] * self.size + items
+        if len(self) == 0:
+            return torch.zeros(keys.shape, dtype=torch.bool, device=keys.device)
+        found = torch.searchsorted(self.keys, keys).clamp(max=len(self) - 1)
+        return self.keys[found] == keys
+
+    def to(self, device: str | torch.device) -> SoftPositives:
+        """The same table on ``device``."""
+        return SoftPositives(self.keys.to(device), self.size)

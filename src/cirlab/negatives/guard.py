@@ -5,7 +5,8 @@ FashionIQ holds many exact duplicates (the same picture under several ASINs) and
 the combiner the opposite of the task, and hard mining seeks out exactly those copies, since they
 sit closest to the query. Every sampler therefore excludes, for a target ``p``:
 
-* ``p`` itself;
+* ``p`` itself, and the items an annotation says satisfy ``p``'s queries as well (CIRR's positive
+  ``target_soft`` scores, :class:`~cirlab.negatives.gallery.SoftPositives`), which count with the target;
 * exact duplicates: items whose ``duplicate_groups`` value equals ``p``'s (``-1`` means unique);
 * near-duplicates: items whose feature cosine with ``p``'s feature exceeds ``near_duplicate_threshold``
   (``None`` disables this rule).
@@ -31,7 +32,7 @@ DEFAULT_NEAR_DUPLICATE_THRESHOLD = 0.98
 class GuardFlags:
     """Why items are excluded, for a set of (target, item) pairs; the three masks are disjoint."""
 
-    positive: Tensor  # the item is the target itself
+    positive: Tensor  # the item is the target itself (or an annotated positive of it)
     exact: Tensor  # an exact duplicate of the target (same duplicate group)
     near: Tensor  # a near-duplicate by feature cosine (and not an exact one)
 
@@ -78,6 +79,8 @@ class DuplicateGuard:
             items = items[None, :]
         target = positives[:, None]
         positive = items == target
+        if self.gallery.soft_positives is not None:
+            positive = positive | self.gallery.soft_positives.contains(positives, items)
         target_group = groups[positives][:, None]
         exact = (groups[items] == target_group) & (target_group >= 0) & ~positive
         if self.near_duplicate_threshold is None:

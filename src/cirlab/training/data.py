@@ -37,6 +37,7 @@ from cirlab.errors import CacheMismatchError, DataError
 from cirlab.features.cache import IMAGES_FILE, TEXTS_FILE, FeatureCache
 
 if TYPE_CHECKING:
+    from cirlab.negatives.gallery import SoftPositives
     from cirlab.negatives.ledger import TrueMatches
 
 LOGGER = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class TrainingData:
     references: torch.Tensor  # [T] long, gallery position of each triplet's reference image, -1 when absent
     categories: torch.Tensor  # [T] long, category id of each triplet (gallery.category_names order)
     true_matches: TrueMatches | None  # per triplet, the gallery items that satisfy it (synthetic data only)
+    soft_positives: SoftPositives | None  # per target, annotated other positives (CIRR's target_soft), if any
     skipped_without_target: int  # training triplets left out because the cache withholds their target
     targets_added_to_gallery: int  # targets absent from the split lists, added to the gallery
 
@@ -224,6 +226,7 @@ def load_training_data(cache: FeatureCache, categories: list[str] | None, captio
         features=torch.nn.functional.normalize(raw_gallery, dim=-1).to(device),
     )
     true_matches = synthetic_true_matches(cache, positions, rows)
+    soft_positives = annotated_soft_positives(cache, positions, position_of, len(rows), device)
     return TrainingData(
         gallery=gallery,
         positions=positions,
@@ -235,9 +238,30 @@ def load_training_data(cache: FeatureCache, categories: list[str] | None, captio
         categories=torch.tensor([category_id[c] for c in table.categories[positions].tolist()], dtype=torch.long,
                                 device=device),
         true_matches=None if true_matches is None else true_matches.to(device),
+        soft_positives=soft_positives,
         skipped_without_target=skipped,
         targets_added_to_gallery=len(extra_rows),
     )
+
+
+def annotated_soft_positives(cache: FeatureCache, positions: np.ndarray, position_of: dict[int, int],
+                             size: int, device: torch.device) -> SoftPositives | None:
+    """The false-negative guard's table of annotated positives: for each training target, the gallery items that
+    a triplet of it scores positively in the data set's soft targets (CIRR's ``target_soft``); ``None`` when no
+    training triplet has any (FashionIQ)."""
+    from cirlab.negatives.gallery import SoftPositives
+
+    table = cache.triplets
+    targets, items = [], []
+    for position in positions.tolist():
+        target = position_of.get(int(table.target_rows[position]), -1)
+        for row, score in table.soft_targets[position].items():
+            if score > 0 and row in position_of:
+                targets.append(target)
+                items.append(position_of[row])
+    if not targets:
+        return None
+    return SoftPositives.from_pairs(torch.tensor(targets), torch.tensor(items), size).to(device)
 
 
 def require_finite(cache: FeatureCache, file_name: str, values: np.ndarray, rows: np.ndarray) -> None:
