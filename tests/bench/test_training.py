@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from cirlab.bench.timing import Laps
 from cirlab.bench.training import (
+    PHASES,
     CombinerStep,
     StepBatch,
     bf16_support,
@@ -73,3 +75,31 @@ def test_a_step_with_explicit_targets_reads_them_instead_of_the_gallery() -> Non
 def test_bf16_support_reports_why() -> None:
     supported, why = bf16_support(torch.device("cpu"))
     assert isinstance(supported, bool) and why
+
+
+def test_the_step_uses_the_engines_adamw() -> None:
+    combiner = build_combiner("combiner", 8)
+    step = CombinerStep(combiner, build_loss("triplet"), torch.nn.functional.normalize(torch.randn(20, 8), dim=1))
+    assert [g["fused"] for g in step.optimizer.param_groups] == [True]  # the CPU's fused kernel (torch >= 2.4)
+
+
+@pytest.mark.parametrize("with_sampler", [True, False])
+def test_a_step_timed_by_phase_charges_every_phase_of_the_round(with_sampler: bool) -> None:
+    from cirlab.negatives import Gallery, build_sampler
+
+    torch.manual_seed(0)
+    features = torch.randn(30, 8)
+    gallery = Gallery.from_raw(features, torch.randint(0, 3, (30,), generator=torch.Generator().manual_seed(3)))
+    step = CombinerStep(build_combiner("combiner", 8), build_loss("triplet"), gallery.features)
+    batch = random_step_batch(6, 8, 30, torch.Generator().manual_seed(1), torch.device("cpu"))
+    laps = Laps()
+    for _ in range(2):
+        if with_sampler:
+            step(batch, sampler=build_sampler("random", gallery), k=3, generator=torch.Generator().manual_seed(2),
+                 laps=laps)
+        else:
+            step(batch, negatives=torch.randint(0, 30, (6, 3), generator=torch.Generator().manual_seed(2)), laps=laps)
+    expected = set(PHASES) if with_sampler else set(PHASES) - {"sampler"}
+    assert len(laps.rounds) == 2 and all(set(laps_.keys()) == expected for laps_ in laps.rounds)
+    shares = laps.shares(last=1)
+    assert set(shares) == expected and sum(s.value for s in shares.values()) == pytest.approx(1.0)

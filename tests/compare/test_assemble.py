@@ -69,7 +69,7 @@ def test_last_epoch_selection_on_validation(tmp_path):
     entries = made_up_entries(tmp_path)
     run = load_run(entries[0], selection="last", reported="val", val_split="val")
     # the last validation's ranks (epoch 3): dress 10/40, shirt 10/30 hits
-    assert {c: int((r < 10).sum()) for c, r in run.reported.items()} == {"dress": 10, "shirt": 10}
+    assert {c: int((r.ranks < 10).sum()) for c, r in run.reported.items()} == {"dress": 10, "shirt": 10}
 
 
 def test_a_run_without_the_reported_evaluation_is_a_one_line_error(tmp_path):

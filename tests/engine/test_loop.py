@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 from pathlib import Path
@@ -138,6 +139,109 @@ def test_a_nan_loss_stops_with_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(TrainingDivergedError) as info:
         _fit(tmp_path, Regression(poison_at=3))
     assert "\n" not in str(info.value) and "step 3" in str(info.value) and "learning rate" in str(info.value)
+
+
+def test_a_nan_loss_found_at_a_later_read_back_names_its_step_and_stops_before_the_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(TrainingDivergedError, match="the loss became nan at step 2 \\(epoch 1\\)"):
+        _fit(tmp_path, Regression(poison_at=2, steps=5), sync_every=4)  # read back after step 4
+    assert [r["step"] for r in read_csv(tmp_path / "steps.csv")] == ["1"]  # logged up to the diverged step
+    assert read_state(tmp_path)["epoch"] == 0  # no checkpoint covers the diverged epoch
+
+
+#: Tensor methods that make the host wait for the device (or read a tensor's value on the host).
+HOST_READS = ("item", "tolist", "numpy", "cpu", "__float__", "__int__", "__bool__")
+
+
+def test_a_step_never_reads_a_tensor_back_to_the_host(tmp_path: Path, monkeypatch) -> None:
+    import cirlab.engine.loop as loop
+
+    reads: list[str] = []
+    inside = [False]
+
+    def spy(name):
+        original = getattr(torch.Tensor, name)
+
+        def read(self, *args, **kwargs):
+            if inside[0]:
+                reads.append(name)
+            return original(self, *args, **kwargs)
+        return read
+
+    for name in HOST_READS:
+        monkeypatch.setattr(torch.Tensor, name, spy(name))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *args, **kwargs: reads.append("synchronize"))
+    original_step = loop.Engine._train_step
+
+    def step(self, *args):
+        inside[0] = True
+        try:
+            return original_step(self, *args)
+        finally:
+            inside[0] = False
+
+    monkeypatch.setattr(loop.Engine, "_train_step", step)
+    _, fit = _fit(tmp_path, grad_clip=1.0)
+    assert fit.steps == 12 and reads == []
+    assert all(math.isfinite(float(r["grad_norm"])) for r in read_csv(tmp_path / "steps.csv"))
+
+
+def test_statistics_are_read_back_every_sync_every_steps_and_at_the_end_of_an_epoch(tmp_path: Path,
+                                                                                       monkeypatch) -> None:
+    from cirlab.engine.stats import StepRecords
+
+    pending: list[int] = []
+    original = StepRecords.read
+    monkeypatch.setattr(StepRecords, "read", lambda self: (pending.append(len(self)), original(self))[1])
+    _fit(tmp_path, Regression(steps=5), epochs=2, sync_every=2)
+    assert pending == [2, 2, 1, 2, 2, 1]
+
+
+def test_statistics_read_back_late_are_those_read_back_at_once(tmp_path: Path) -> None:
+    _, at_once = _fit(tmp_path / "at-once", sync_every=1)
+    _, late = _fit(tmp_path / "late", sync_every=50)
+    assert [{k: v for k, v in r.items() if not k.startswith("time/")} for r in at_once.history] == \
+           [{k: v for k, v in r.items() if not k.startswith("time/")} for r in late.history]
+    columns = ("epoch", "step", "lr", "loss", "noise", "grad_norm")
+    assert [[r[c] for c in columns] for r in read_csv(tmp_path / "at-once" / "steps.csv")] == \
+           [[r[c] for c in columns] for r in read_csv(tmp_path / "late" / "steps.csv")]
+
+
+def test_an_interrupted_run_logs_every_step_it_finished(tmp_path: Path, monkeypatch) -> None:
+    import cirlab.engine.loop as loop
+
+    original = loop.Engine._train_step
+
+    def interrupted_at_step_5(self, batch):
+        if self.step == 4:
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setattr(loop.Engine, "_train_step", interrupted_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tmp_path, sync_every=50)
+    assert [r["step"] for r in read_csv(tmp_path / "steps.csv")] == ["1", "2", "3", "4"]
+
+
+def test_sync_every_below_one_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="sync_every must be at least 1, got 0"):
+        _fit(tmp_path, sync_every=0)
+
+
+def test_the_engine_trains_with_freed_memory_kept_for_reuse(tmp_path: Path, monkeypatch) -> None:
+    import contextlib
+
+    import cirlab.engine.loop as loop
+
+    entered: list[str] = []
+
+    @contextlib.contextmanager
+    def spy(device):
+        entered.append(device.type)
+        yield True
+
+    monkeypatch.setattr(loop, "reuse_freed_memory", spy)
+    _fit(tmp_path)
+    assert entered == ["cpu"]
 
 
 def test_the_log_is_on_disk_before_the_checkpoint_that_covers_it(tmp_path: Path, monkeypatch) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -79,3 +80,65 @@ def test_uniform_groups_decay_every_trainable_parameter() -> None:
     (group,) = uniform_groups([model], 0.1)
     assert group["weight_decay"] == 0.1 and [p.shape for p in group["params"]] == [torch.Size([4, 3]), torch.Size([4])]
     assert build_optimizer(uniform_groups([model[1]], 0.1), lr=1e-3) is None  # nothing to train
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 8), nn.LayerNorm(8), nn.ReLU(), nn.Linear(8, 3))
+
+
+def _train(model: nn.Module, optimizer: torch.optim.Optimizer, steps: int) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        x, y = torch.randn(16, 6, generator=generator), torch.randn(16, 3, generator=generator)
+        optimizer.zero_grad(set_to_none=True)
+        ((model(x) - y) ** 2).mean().backward()
+        optimizer.step()
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def test_adamw_runs_fused_on_the_cpu_and_for_each_where_the_device_has_no_fused_kernel(monkeypatch) -> None:
+    import cirlab.engine.optim as optim
+
+    model = _model()
+    monkeypatch.setattr(optim, "fused_device_types", lambda: frozenset({"cpu", "cuda"}))
+    fused = build_optimizer(decay_groups([model], 0.1), lr=1e-3)
+    assert all(g["fused"] and not g["foreach"] for g in fused.param_groups)
+    monkeypatch.setattr(optim, "fused_device_types", lambda: frozenset({"cuda"}))
+    foreach = build_optimizer(decay_groups([model], 0.1), lr=1e-3)
+    assert all(g["foreach"] and not g["fused"] for g in foreach.param_groups)
+
+
+def test_the_cpu_of_this_torch_has_a_fused_adamw() -> None:
+    from cirlab.engine.optim import implementation
+
+    assert implementation(_model().parameters()) == {"fused": True, "foreach": False}
+
+
+def test_fused_and_for_each_adamw_give_the_per_parameter_loop_results_up_to_rounding(monkeypatch) -> None:
+    import cirlab.engine.optim as optim
+
+    reference = _model()
+    loop = torch.optim.AdamW(decay_groups([reference], 0.1), lr=1e-2, foreach=False, fused=False)
+    expected = _train(reference, loop, steps=5)
+    for devices in ({"cpu"}, set()):  # fused, then for-each
+        monkeypatch.setattr(optim, "fused_device_types", lambda devices=devices: frozenset(devices))
+        model = _model()
+        optimizer = build_optimizer(decay_groups([model], 0.1), lr=1e-2)
+        assert [g["weight_decay"] for g in optimizer.param_groups] == [g["weight_decay"] for g in loop.param_groups]
+        assert [[p.shape for p in g["params"]] for g in optimizer.param_groups] == \
+               [[p.shape for p in g["params"]] for g in loop.param_groups]
+        for got, want in zip(_train(model, optimizer, steps=5), expected):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_checkpoint_of_the_per_parameter_loop_resumes_in_the_engines_adamw() -> None:
+    first = _model()
+    loop = torch.optim.AdamW(decay_groups([first], 0.1), lr=1e-2, foreach=False, fused=False)
+    _train(first, loop, steps=2)
+    model = _model()
+    model.load_state_dict(first.state_dict())
+    optimizer = build_optimizer(decay_groups([model], 0.1), lr=1e-2)
+    optimizer.load_state_dict(copy.deepcopy(loop.state_dict()))  # as read from a checkpoint file
+    for got, want in zip(_train(model, optimizer, steps=3), _train(first, loop, steps=3)):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

@@ -97,7 +97,7 @@ def test_rows_with_the_other_targets_are_the_whole_batch_loss(with_negatives: bo
               for rows, other in ((slice(0, 4), slice(4, 8)), (slice(4, 8), slice(0, 4)))]
     assert (halves[0].loss.item() + halves[1].loss.item()) / 2 == pytest.approx(whole.loss.item(), rel=1e-6)
     for key, value in whole.stats.items():
-        assert (halves[0].stats[key] + halves[1].stats[key]) / 2 == pytest.approx(value, abs=1e-6), key
+        assert float((halves[0].stats[key] + halves[1].stats[key]) / 2) == pytest.approx(float(value), abs=1e-6), key
 
 
 def test_refuses_badly_shaped_other_targets() -> None:

@@ -68,7 +68,7 @@ def _one_step(cache: Path, out: Path, ctx: DistributedContext) -> dict[str, Any]
         rows = slice(ctx.rank * BATCH // ctx.world_size, (ctx.rank + 1) * BATCH // ctx.world_size)
         output = objective.step(_rows(batch, rows))
         output.loss.backward()  # DistributedDataParallel averages the gradients over processes
-        results[name] = {"loss": output.loss.item(), "stats": {k: v for k, v in output.stats.items()
+        results[name] = {"loss": output.loss.item(), "stats": {k: float(v) for k, v in output.stats.items()
                                                                if k != "sample_time_s"},
                          "grads": {n: p.grad.clone() for n, p in objective.combiner.named_parameters()}}
     return results

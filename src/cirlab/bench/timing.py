@@ -83,6 +83,39 @@ def time_rounds(works: Mapping[str, Callable[[], object]], *, repeats: int, warm
     return {name: Timing(tuple(values)) for name, values in samples.items()}
 
 
+class Laps:
+    """The phases of one piece of work: each :meth:`lap` waits for the device and charges the time since the
+    previous lap (or :meth:`begin`) to its phase; every ``begin`` starts a new round.
+
+    Waiting between phases is what makes a split exact on an accelerator, and what makes it cost a little
+    there; time the whole work on its own (:func:`time_rounds`) for its rate.
+    """
+
+    def __init__(self, device: torch.device | None = None) -> None:
+        self.device = device or torch.device("cpu")
+        self.rounds: list[dict[str, float]] = []
+        self._last = 0.0
+
+    def begin(self) -> None:
+        """Start a round."""
+        synchronize(self.device)
+        self.rounds.append({})
+        self._last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        """Charge the time since the previous lap to ``phase`` (added up when a phase recurs in a round)."""
+        synchronize(self.device)
+        now = time.perf_counter()
+        self.rounds[-1][phase] = self.rounds[-1].get(phase, 0.0) + now - self._last
+        self._last = now
+
+    def shares(self, last: int | None = None) -> dict[str, Stat]:
+        """Each phase's share of its round's total, over the ``last`` rounds (all by default), in phase order."""
+        rounds = self.rounds[-last:] if last else self.rounds
+        phases = list(dict.fromkeys(phase for laps in rounds for phase in laps))
+        return {phase: Stat.of(laps.get(phase, 0.0) / sum(laps.values()) for laps in rounds) for phase in phases}
+
+
 def round_ratio(numerator: Timing, denominator: Timing) -> Stat:
     """Median and spread of ``numerator / denominator`` taken round by round (paired samples)."""
     if len(numerator.samples) != len(denominator.samples):

@@ -1,15 +1,21 @@
 """Combiner training throughput at the reference dimensions, and the share of the machine's peak it reaches.
 
-One step is what :mod:`cirlab.training.objective` runs for a batch of cached features: the CLIP4Cir
-combiner's forward pass (under the chosen autocast precision), the ``random`` sampler drawing ``k``
-negatives per query from a gallery, the triplet loss on the gathered features, the backward pass and
-an AdamW update. Inputs are random in-memory features, as they come out of the feature cache.
+One step is what :mod:`cirlab.training.objective` runs for a batch of cached features on the engine: the
+CLIP4Cir combiner's forward pass (under the chosen autocast precision), the ``random`` sampler drawing ``k``
+negatives per query from a gallery, the triplet loss on the gathered features, the backward pass, the
+engine's AdamW update (:func:`cirlab.engine.optim.build_optimizer`) and the statistics read back as the
+engine logs them, all with the engine's allocator settings (:mod:`cirlab.engine.allocator`). Inputs are
+random in-memory features, as they come out of the feature cache.
 
 The share of peak divides the step's FLOP rate by the rate of a plain ``[B, h] x [h, h]`` matrix
 product (the combiner's largest layer) timed in the same rounds, in fp32 and, where the device runs
 it, bf16. FLOPs are counted analytically (:func:`linear_flops`, :func:`triplet_loss_flops`); AdamW's
 update and the elementwise layers are left out (they are memory-bound, not FLOP-bound), so the share
 is a lower bound on how busy the step keeps the machine.
+
+The same step is also timed phase by phase (forward, sampler, loss, backward, optimizer, logging), waiting
+for the device at each boundary, in the same rounds: each phase's share of the step shows where the next
+bottleneck is.
 """
 
 from __future__ import annotations
@@ -24,7 +30,11 @@ from torch import Tensor, nn
 from cirlab.bench.context import BenchContext
 from cirlab.bench.fixtures import clustered_features
 from cirlab.bench.report import BenchResult, Figure
-from cirlab.bench.timing import Stat, round_ratio, time_rounds
+from cirlab.bench.timing import Laps, Stat, round_ratio, time_rounds
+from cirlab.distributed import DistributedContext
+from cirlab.engine.allocator import reuse_freed_memory
+from cirlab.engine.optim import build_optimizer, implementation, uniform_groups
+from cirlab.engine.stats import StepRecords
 from cirlab.runtime import autocast
 
 NAME = "train"
@@ -32,6 +42,9 @@ TITLE = "combiner training step from cached features (CLIP4Cir combiner, triplet
 
 #: RN50x4's feature dimension, the reference set-up of CLIP4Cir on FashionIQ.
 REFERENCE_DIM = 640
+
+#: The phases of a step, in the order they run (``sampler`` only when a sampler draws the negatives).
+PHASES: tuple[str, ...] = ("forward", "sampler", "loss", "backward", "optimizer", "logging")
 
 
 @dataclass
@@ -46,7 +59,8 @@ class StepBatch:
 
 
 class CombinerStep:
-    """A combiner, its loss and AdamW, stepping the way the trainer does on one batch.
+    """A combiner, its loss and the engine's AdamW, stepping the way the engine steps combiner training on one
+    batch, down to reading the step's statistics back.
 
     ``gallery_features`` are the L2-normalised gallery features negatives and positives are read from.
     """
@@ -55,30 +69,47 @@ class CombinerStep:
         self.combiner = combiner.train()
         self.loss = loss
         self.gallery_features = gallery_features
-        parameters = [p for p in combiner.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(parameters, lr=lr) if parameters else None  # "sum" has none
+        self.optimizer = build_optimizer(uniform_groups([combiner], 0.0), lr=lr)  # None for "sum"
         self.device = gallery_features.device
+        self.records = StepRecords(DistributedContext(), self.device)
 
     def __call__(self, batch: StepBatch, *, sampler: Any = None, k: int = 16, negatives: Tensor | None = None,
-                 precision: str = "fp32", generator: torch.Generator | None = None) -> float:
-        """One optimiser step; negatives come from ``sampler``, else the given indices, else the batch's
-        other targets (in-batch)."""
+                 precision: str = "fp32", generator: torch.Generator | None = None,
+                 laps: Laps | None = None) -> float:
+        """One optimiser step; returns its loss as the engine logs it. Negatives come from ``sampler``, else the
+        given indices, else the batch's other targets (in-batch). ``laps`` times the step's :data:`PHASES`."""
         from cirlab.negatives import BatchInfo
 
+        lap = laps.lap if laps is not None else _no_lap
+        if laps is not None:
+            laps.begin()
         with autocast(self.device, precision):
             queries = self.combiner(batch.reference, batch.text)
         queries = queries.float()
+        lap("forward")
         if sampler is not None:
             with torch.no_grad():
                 negatives = sampler.sample(queries.detach(), batch.positives, BatchInfo(batch.categories), k, generator)
+            lap("sampler")
         negative_features = None if negatives is None else self.gallery_features[negatives]
         targets = self.gallery_features[batch.positives] if batch.targets is None else batch.targets
         output = self.loss(queries, targets, negative_features)
+        lap("loss")
         if self.optimizer is not None:
             self.optimizer.zero_grad(set_to_none=True)
+            lap("optimizer")
             output.loss.backward()
+            lap("backward")
             self.optimizer.step()
-        return float(output.loss.detach())
+            lap("optimizer")
+        self.records.add({}, {"loss": output.loss, **(output.stats or {})})
+        ((_, values),) = self.records.read()
+        lap("logging")
+        return values["loss"]
+
+
+def _no_lap(phase: str) -> None:
+    return None
 
 
 def linear_flops(module: nn.Module, *inputs: Tensor) -> tuple[int, int]:
@@ -171,7 +202,15 @@ def reference_step(ctx: BenchContext, batch_size: int, gallery_size: int) -> tup
 
 
 def run(ctx: BenchContext) -> BenchResult:
-    """Measure triplets/s and the share of matmul peak, fp32 and bf16."""
+    """Measure triplets/s, the share of matmul peak and the step's phases, fp32 and bf16, with the engine's
+    allocator settings."""
+    with reuse_freed_memory(ctx.device) as reused:
+        result = _measure(ctx)
+    result.settings["allocator"] = "freed memory reused (glibc, M_MMAP_MAX 0)" if reused else "default"
+    return result
+
+
+def _measure(ctx: BenchContext) -> BenchResult:
     from cirlab.negatives import build_sampler
 
     batch_size, k, repeats = ctx.pick(256, 64), 16, ctx.pick(3, 1)
@@ -190,18 +229,22 @@ def run(ctx: BenchContext) -> BenchResult:
                     torch.randn(hidden, hidden, device=ctx.device).to(_dtype(p))) for p in precisions}
 
     works: dict[str, Any] = {}
+    laps = {p: Laps(ctx.device) for p in precisions}
     for precision in precisions:
         a, b = operands[precision]
         works[f"matmul_{precision}"] = lambda a=a, b=b: a @ b
         works[f"step_{precision}"] = lambda p=precision: step(batch, sampler=sampler, k=k, precision=p,
                                                                    generator=generator)
+        works[f"split_{precision}"] = lambda p=precision: step(batch, sampler=sampler, k=k, precision=p,
+                                                                    generator=generator, laps=laps[p])
     timings = time_rounds(works, repeats=repeats, warmup=1, device=ctx.device)
 
     result = BenchResult(NAME, TITLE, settings={
         "dim": REFERENCE_DIM, "projection_dim": combiner.projection_dim, "hidden_dim": hidden,
         "batch": batch_size, "negatives_per_query": k, "sampler": "random", "gallery": gallery_size,
         "parameters": sum(p.numel() for p in combiner.parameters()), "repeats": repeats,
-        "matmul": f"[{batch_size}x{hidden}]x[{hidden}x{hidden}]"})
+        "matmul": f"[{batch_size}x{hidden}]x[{hidden}x{hidden}]",
+        "adamw": "fused" if implementation(combiner.parameters())["fused"] else "foreach"})
     result.add(Figure("step_gflop", step_flops / 1e9, "GFLOP", "exact",
                       f"forward {forward / 1e9:.1f} + backward {backward / 1e9:.1f} + loss; AdamW not counted"))
     for precision in precisions:
@@ -218,6 +261,11 @@ def run(ctx: BenchContext) -> BenchResult:
         rate = matmul_time.stat.map(lambda t: matmul_flops / t / 1e9)
         result.add(Figure.from_stat(f"{precision}_matmul_gflops", rate, "GFLOP/s", "absolute",
                                     f"matmul rate, {precision}"))
+        shares = laps[precision].shares(last=repeats)
+        for phase, phase_share in sorted(shares.items(), key=lambda item: PHASES.index(item[0])):
+            result.add(Figure.from_stat(f"{precision}_{phase}_share", phase_share, "fraction", "ratio",
+                                        f"{phase}'s share of a {precision} step",
+                                        baseline=f"{precision} step timed phase by phase"))
     if bf16_ok:
         step_speedup = round_ratio(timings["step_fp32"], timings["step_bf16"])
         matmul_speedup = round_ratio(timings["matmul_fp32"], timings["matmul_bf16"])

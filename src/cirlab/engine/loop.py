@@ -1,13 +1,17 @@
 """The one training loop of cirlab: combiner training, encoder pretraining and fine-tuning all run here.
 
 For every epoch the engine asks the objective for its batches and, per batch, for the loss; it then
-takes one optimiser step (gradient scaling for fp16, clipping, AdamW, the schedule), averages the
-step's statistics over processes and logs them. At the end of an epoch it evaluates (on the main
-process, shared with every process), keeps the best checkpoint by the objective's selection metric,
-writes the run log and then the ``last/`` checkpoint with everything a resumed run needs: the model,
-optimiser, schedule, scaler, RNG states of every process, history and the run's identity. A run
-resumed with ``resume`` continues after the last finished epoch and repeats an uninterrupted run
-exactly (same number of processes); an identity that differs from the checkpoint's is refused.
+takes one optimiser step (gradient scaling for fp16, clipping, AdamW, the schedule) and keeps the
+step's statistics on the device (:mod:`cirlab.engine.stats`). Nothing in a step waits for the device:
+every ``sync_every`` steps, and at the end of each epoch, the pending statistics are read back in one
+transfer, averaged over processes, checked for divergence and logged. On the CPU, freed memory is kept
+for the next step's buffers while the engine trains (:mod:`cirlab.engine.allocator`). At the end of an
+epoch it evaluates (on the main process, shared with every process), keeps the best checkpoint by the
+objective's selection metric, writes the run log and then the ``last/`` checkpoint with everything a
+resumed run needs: the model, optimiser, schedule, scaler, RNG states of every process, history and
+the run's identity. A run resumed with ``resume`` continues after the last finished epoch and repeats
+an uninterrupted run exactly (same number of processes); an identity that differs from the checkpoint's
+is refused.
 
 The run folder has one writer: the engine holds its lock (:mod:`cirlab.locking`) from the moment it
 looks at the folder until the end of :meth:`Engine.fit`, so a second run into the same folder fails at
@@ -18,6 +22,7 @@ from scratch would silently overwrite what it holds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -31,6 +36,7 @@ import numpy as np
 import torch
 
 from cirlab.distributed import DistributedContext
+from cirlab.engine.allocator import reuse_freed_memory
 from cirlab.engine.checkpoint import (
     BEST,
     LAST,
@@ -45,6 +51,7 @@ from cirlab.engine.checkpoint import write_checkpoint as write_checkpoint_folder
 from cirlab.engine.objective import Objective
 from cirlab.engine.optim import build_optimizer, build_scheduler
 from cirlab.engine.runlog import LEADING_STEP_COLUMNS, METRICS_FILE, RunLog
+from cirlab.engine.stats import StepRecords, Stopwatch
 from cirlab.errors import CirlabError, ConfigError
 from cirlab.locking import lock_folder, remove_leftover_temporaries
 from cirlab.progress import progress
@@ -57,7 +64,8 @@ EpochCallback = Callable[[dict[str, Any]], None]
 
 
 class TrainingDivergedError(CirlabError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite (detected when the step's statistics are read back: at most
+    ``sync_every - 1`` steps later, and always before the epoch's evaluation and checkpoint)."""
 
 
 @dataclass
@@ -77,6 +85,7 @@ class LoopSettings:
     eval_every: int = 1  # evaluate every this many epochs (and after the last)
     evaluate_before: bool = False  # evaluate the untrained model as epoch 0
     log_every: int = 1  # steps between rows of steps.csv
+    sync_every: int = 50  # read step statistics back from the device (log them, check the loss) every this many steps
     tensorboard: bool = True
     resume: bool = False  # continue the run in the folder from its last checkpoint
     stop_after_epochs: int | None = None  # end this invocation after this epoch (the run stays resumable)
@@ -171,6 +180,10 @@ class Engine:
         self.identity, self.config = identity, config
         with autocast(device, settings.precision):  # refuses fp16 on CPU before any work
             pass
+        if settings.sync_every < 1:
+            raise ConfigError(f"sync_every must be at least 1, got {settings.sync_every}")
+        self.stopwatch = Stopwatch(device)
+        self.records = StepRecords(ctx, device)  # statistics of the steps not yet read back
         self.steps_per_epoch = objective.steps_per_epoch()
         self.total_steps = self.steps_per_epoch * settings.epochs
         groups = objective.parameter_groups(settings.weight_decay)
@@ -255,8 +268,9 @@ class Engine:
                 self._finish_epoch({"epoch": 0, "step": 0, "steps": 0}, log, on_epoch_end, evaluate=True)
             end = settings.epochs if settings.stop_after_epochs is None else min(settings.epochs,
                                                                                   settings.stop_after_epochs)
-            with progress(desc=settings.label, total=max(0, end - self.epoch) * self.steps_per_epoch, unit="step",
-                          enabled=self.ctx.is_main and settings.progress) as bar:
+            with reuse_freed_memory(self.device), \
+                    progress(desc=settings.label, total=max(0, end - self.epoch) * self.steps_per_epoch, unit="step",
+                             enabled=self.ctx.is_main and settings.progress) as bar:
                 while self.epoch < end:
                     started = time.perf_counter()
                     record = self._train_epoch(self.epoch + 1, log, bar)
@@ -283,47 +297,66 @@ class Engine:
         totals: dict[str, list[float]] = {}
         lr = float("nan")
         steps = 0
-        for batch in self.objective.batches(epoch):
-            values, lr = self._train_step(batch)
-            self.step += 1
-            steps += 1
-            for key, value in values.items():
-                totals.setdefault(key, []).append(value)
-            if not math.isfinite(values["loss"]):
-                raise TrainingDivergedError(f"{self.run_dir}: the loss became {values['loss']} at step {self.step} "
-                                            f"(epoch {epoch}); lower the learning rate, clip gradients or train "
-                                            f"in fp32")
-            if log is not None and self.step % self.settings.log_every == 0:
-                log.log_step({"epoch": epoch, "step": self.step, "lr": lr, **values})
-            bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{values['loss']:.4f}")
+        try:
+            for batch in self.objective.batches(epoch):
+                lr = self._train_step(batch)
+                self.step += 1
+                steps += 1
+                bar.update(1)
+                if len(self.records) >= self.settings.sync_every:
+                    self._read_back(totals, log, bar)
+        except BaseException:
+            # An interrupted run still logs the steps it finished; the interruption is what is reported.
+            with contextlib.suppress(Exception):
+                self._read_back(totals, log, bar)
+            raise
+        self._read_back(totals, log, bar)
         record: dict[str, Any] = {"epoch": epoch, "step": self.step, "steps": steps, "lr": lr}
         for key in dict.fromkeys(("loss", *self.objective.step_stats, *totals)):
             record[_epoch_key(key)] = _nan_mean(totals.get(key, []))
         record.update(self.objective.epoch_stats())
         return record
 
-    def _train_step(self, batch: Any) -> tuple[dict[str, float], float]:
-        """One optimiser step; returns its statistics (averaged over processes) and the learning rate used."""
-        started = time.perf_counter()
+    def _train_step(self, batch: Any) -> float:
+        """One optimiser step of the epoch in progress, its statistics left in :attr:`records` as the device
+        produces them; returns the learning rate used. Nothing here waits for the device."""
+        started = self.stopwatch.start()
         lr = self.scheduler.get_last_lr()[0] if self.scheduler is not None else self.settings.lr
         output = self.objective.step(batch)
-        values: dict[str, float] = {}
+        values: dict[str, Any] = {}
         if self.optimizer is not None:
             grad_norm = self._optimise(output.loss)
             if grad_norm is not None:
                 values["grad_norm"] = grad_norm
         values.update(self.objective.after_step())
-        self._synchronize()
-        values["loss"] = float(output.loss.detach())
+        values["loss"] = output.loss.detach()
         for key in self.objective.step_stats:
             if key in output.stats or key not in values:
-                values[key] = _as_float(output.stats.get(key))
-        values["step_time_s"] = time.perf_counter() - started
-        return self.ctx.mean(values, self.device), lr
+                values[key] = output.stats.get(key)
+        values["step_time_s"] = self.stopwatch.stop(started)
+        self.records.add({"epoch": self.epoch + 1, "step": self.step + 1, "lr": lr}, values)
+        return lr
 
-    def _optimise(self, loss: torch.Tensor) -> float | None:
-        """Backward pass and optimiser step; returns the gradient norm before clipping (when clipping)."""
+    def _read_back(self, totals: dict[str, list[float]], log: RunLog | None, bar: Any) -> None:
+        """Read the pending steps' statistics (averaged over processes), stop at the first diverged step, log
+        every ``log_every``-th step and add every step to the epoch's totals."""
+        loss = None
+        for facts, values in self.records.read():
+            for key, value in values.items():
+                totals.setdefault(key, []).append(value)
+            loss = values["loss"]
+            if not math.isfinite(loss):
+                raise TrainingDivergedError(f"{self.run_dir}: the loss became {loss} at step {facts['step']} "
+                                            f"(epoch {facts['epoch']}); lower the learning rate, clip gradients or "
+                                            f"train in fp32")
+            if log is not None and facts["step"] % self.settings.log_every == 0:
+                log.log_step({**facts, **values})
+        if loss is not None:
+            bar.set_postfix(epoch=facts["epoch"], loss=f"{loss:.4f}")
+
+    def _optimise(self, loss: torch.Tensor) -> torch.Tensor | None:
+        """Backward pass and optimiser step; returns the gradient norm before clipping (when clipping), on the
+        device."""
         optimizer, scaler = self.optimizer, self.scaler
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -334,7 +367,7 @@ class Engine:
         if self.settings.grad_clip:
             if scaler is not None:
                 scaler.unscale_(optimizer)
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.settings.grad_clip))
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.settings.grad_clip)
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
@@ -418,24 +451,12 @@ class Engine:
             "provenance": provenance(),
         }
 
-    def _synchronize(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
 
 def _epoch_key(step_key: str) -> str:
     """Name of a step statistic's epoch mean: ``time/mean_<name>_s`` for durations, ``train/<key>`` otherwise."""
     if step_key.endswith("_time_s"):
         return f"time/mean_{step_key[: -len('_time_s')]}_s"
     return f"train/{step_key}"
-
-
-def _as_float(value: Any) -> float:
-    if isinstance(value, torch.Tensor):
-        return float(value.detach().float().mean()) if value.numel() else float("nan")
-    if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
-        return float(value)
-    return float("nan")
 
 
 def _nan_mean(values: list[float]) -> float | None:

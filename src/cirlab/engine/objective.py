@@ -22,9 +22,11 @@ from torch import Tensor, nn
 class StepOutput:
     """What one forward pass gives the engine: the loss to minimise and the statistics to log.
 
-    ``stats`` values are floats or tensors (averaged to one number); keys are among the objective's
-    ``step_stats``. A key ending in ``_time_s`` is a duration: its epoch mean is logged as
-    ``time/mean_<name>_s``; every other key as ``train/<key>``.
+    ``stats`` values are floats, tensors (averaged to one number) or durations timed on the device
+    (:class:`cirlab.engine.stats.Stopwatch`); keys are among the objective's ``step_stats``. Leave tensors
+    on the device: the engine reads every statistic back at its read-back points, so a step that calls
+    ``float()`` or ``.item()`` makes the host wait for the device. A key ending in ``_time_s`` is a
+    duration: its epoch mean is logged as ``time/mean_<name>_s``; every other key as ``train/<key>``.
     """
 
     loss: Tensor
@@ -63,8 +65,9 @@ class Objective(Protocol):
         """Forward ``batch`` and compute the loss (under the autocast the objective's precision asks for)."""
         ...
 
-    def after_step(self) -> dict[str, float]:
-        """Adjust the model after an optimiser step (a clamp, say); return values to log with the step."""
+    def after_step(self) -> dict[str, Any]:
+        """Adjust the model after an optimiser step (a clamp, say); return values to log with the step (floats
+        or tensors, as :class:`StepOutput`'s statistics)."""
         ...
 
     def epoch_stats(self) -> dict[str, float]:

@@ -6,6 +6,13 @@ checkpoint's step, and an extended run (more epochs on ``--resume``) stretches t
 length. It is written as a :class:`~torch.optim.lr_scheduler.LambdaLR` rather than taken from
 open_clip (whose ``cosine_lr`` is a closure that sets the rate by hand and has no state to checkpoint),
 so that it is saved and restored with the optimiser like any torch scheduler.
+
+AdamW runs as one fused kernel over all parameters wherever torch has one for their device and dtype
+(CPU and CUDA for floating-point parameters), and as for-each (multi-tensor) updates elsewhere, instead
+of torch's default per-parameter loop on the CPU: on CLIP4Cir's 59M-parameter combiner the fused update
+takes about a fifth of the loop's time. The implementations differ only by float rounding. A resumed run
+keeps the implementation its checkpoint records (torch restores the groups' ``fused`` and ``foreach`` flags
+with the optimiser state), so a run checkpointed by an earlier version continues as it started.
 """
 
 from __future__ import annotations
@@ -65,9 +72,28 @@ def uniform_groups(modules: Iterable[nn.Module], weight_decay: float) -> list[di
     return [{"params": params, "weight_decay": weight_decay}] if params else []
 
 
+def fused_device_types() -> frozenset[str]:
+    """Device types with a fused AdamW kernel in this torch (the CPU from torch 2.4 on)."""
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+    except ImportError:  # the list moved: CUDA has had a fused kernel longest
+        return frozenset(("cuda",))
+    return frozenset(_get_fused_kernels_supported_devices())
+
+
+def implementation(params: Iterable[torch.Tensor]) -> dict[str, bool]:
+    """AdamW's implementation flags for ``params``: ``{"fused": True}`` when every parameter is a floating-point
+    tensor on a device type with a fused kernel, else ``{"foreach": True}``."""
+    supported = fused_device_types()
+    fused = all(p.is_floating_point() and p.device.type in supported for p in params)
+    return {"fused": True, "foreach": False} if fused else {"fused": False, "foreach": True}
+
+
 def build_optimizer(groups: list[dict[str, Any]], *, lr: float, betas: tuple[float, float] = (0.9, 0.999),
                     eps: float = 1e-8) -> torch.optim.AdamW | None:
-    """AdamW over ``groups`` (``None`` when there is nothing to train)."""
+    """AdamW over ``groups``, fused or for-each (:func:`implementation`); ``None`` when there is nothing to train."""
     if not groups:
         return None
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
+    flags = implementation(p for group in groups for p in group["params"])
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, **flags)
+

@@ -7,8 +7,10 @@ A run folder ``RUN`` holds, besides its checkpoints (:mod:`cirlab.engine.checkpo
     (global, 1-based), ``lr`` (learning rate used by the step), ``loss``, then the statistics the
     objective declares (for combiner training: the loss's own, such as ``active_fraction``, and
     ``sample_time_s``, the negative-mining time), ``grad_norm`` (when gradients are clipped) and
-    ``step_time_s``. With several processes, values are averaged over them; a statistic that a step
-    did not report stays empty.
+    ``step_time_s``. Times are the device's: on a GPU they are measured between CUDA events, so they
+    count the work and not its launch. With several processes, values are averaged over them; a
+    statistic that a step did not report stays empty. Rows are written when the engine reads the
+    statistics back from the device (every ``sync_every`` steps and at the end of an epoch).
 
 ``epochs.csv``
     One row per epoch, the same records as ``metrics.json``'s ``history``: the union of their keys,

@@ -36,7 +36,7 @@ class LossOutput:
     """
 
     loss: Tensor
-    stats: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, Tensor] = field(default_factory=dict)  # detached 0-d tensors (see :func:`batch_stats`)
 
 
 class Loss(nn.Module):
@@ -67,11 +67,10 @@ def build_loss(name: str, **kwargs: Any) -> Loss:
     return LOSSES.build(name, **kwargs)
 
 
-def batch_stats(**values: Tensor) -> dict[str, float]:
-    """Detached scalar tensors → floats, read back from the device in one transfer."""
-    names = list(values)
-    stacked = torch.stack([values[name].detach().float().reshape(()) for name in names])
-    return dict(zip(names, stacked.cpu().tolist()))
+def batch_stats(**values: Tensor) -> dict[str, Tensor]:
+    """Detached float32 scalar tensors, left on the device: the engine reads every statistic back in one transfer
+    when it logs (:mod:`cirlab.engine.stats`), so a step never waits for the device."""
+    return {name: value.detach().float().reshape(()) for name, value in values.items()}
 
 
 def in_batch_negatives(targets: Tensor) -> Tensor:

@@ -14,15 +14,16 @@ the last); the best evaluation by the headline (mean of Recall@10 and Recall@50)
 
 Under ``torchrun`` every process takes its slice of each global batch (:func:`~cirlab.training.data.epoch_batches`),
 gradients are averaged by DistributedDataParallel, and the sampler's counters are summed over processes.
-In-batch negatives (``negatives: in-batch``) are the other targets of the process's own slice, as in
-the common per-GPU contrastive set-up; mined negatives come from the whole gallery whatever the number
-of processes.
+The contrastive losses score each query against the targets of the whole global batch (``gather_batch``, on by
+default): every process gathers the other processes' targets and computes its own rows of the global batch's
+loss, as open_clip's ``--gather-with-grad --local-loss`` does, so that the averaged gradient is one process's at
+the same batch size; with ``gather_batch: false`` they see the process's own slice only. Mined negatives come
+from the whole gallery whatever the number of processes and stay with their query's row.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from cirlab.distributed import DistributedContext, wrap_ddp
 from cirlab.engine import ObjectiveBase, StepOutput
 from cirlab.engine.checkpoint import LAST, STATE_FILE
 from cirlab.engine.optim import uniform_groups
+from cirlab.engine.stats import Elapsed, Stopwatch
 from cirlab.errors import ConfigError
 from cirlab.evaluation.ranks import (
     RANKS_FILE,
@@ -79,22 +81,25 @@ class CombinerObjective(ObjectiveBase):
         if isinstance(self.loss_fn, nn.Module):
             self.loss_fn.to(device)
         self.sampler = self._build_sampler()
+        self.stopwatch = Stopwatch(device)
         self.step_stats = (*type(self.loss_fn).logged_stats, "sample_time_s")
         self.model = wrap_ddp(self.combiner, ctx, device)
         self.loss_model = wrap_ddp(self.loss_fn, ctx, device) if isinstance(self.loss_fn, nn.Module) else self.loss_fn
 
         # Different streams per process (their shards differ), reproducible from the seed.
-        batch_seed, sampler_seed, global_seed = np.random.SeedSequence([config.seed, ctx.rank]).generate_state(3)
+        _, sampler_seed, global_seed = np.random.SeedSequence([config.seed, ctx.rank]).generate_state(3)
+        # Caption forms are drawn alike on every process, which keeps its slice's (TrainingData.batch).
+        batch_seed = np.random.SeedSequence([config.seed, 0]).generate_state(3)[0]
         self.batch_generator = torch.Generator().manual_seed(int(batch_seed))
         self.sampler_generator = torch.Generator(device=device).manual_seed(int(sampler_seed))
         seed_everything(int(global_seed))  # dropout masks differ between processes
         self.validation = None
         if ctx.is_main:
-            from cirlab.evaluation.fashioniq import FashionIQValidation, evaluated_categories
+            from cirlab.evaluation.protocol import build_protocol, evaluated_categories
 
             val_categories = evaluated_categories(cache, config.val_categories, config.categories, config.val_split)
-            self.validation = FashionIQValidation(cache, categories=val_categories, split=config.val_split,
-                                                  device=device, batch_size=config.eval_batch_size)
+            self.validation = build_protocol(cache, config.val_split, categories=val_categories, device=device,
+                                             batch_size=config.eval_batch_size)
         self.progress = 0.0  # share of training done at the current batch (set by batches())
         #: Per-query ranks of every validation so far, by evaluation name (written to RUN/ranks.npz).
         self.evaluations: dict[str, EvaluationRanks] = {}
@@ -105,10 +110,13 @@ class CombinerObjective(ObjectiveBase):
         if self.config.negatives == IN_BATCH:
             return None
         from cirlab.negatives import Gallery, build_sampler
+        from cirlab.negatives.gallery import ReferenceTargets
 
         gallery = self.data.gallery
+        pairs = ReferenceTargets.from_pairs(self.data.references, self.data.positives)
         return build_sampler(self.config.negatives, Gallery(gallery.features, gallery.categories,
-                                                            gallery.duplicate_groups),
+                                                            gallery.duplicate_groups, pairs,
+                                                            self.data.soft_positives),
                              **self.config.negatives_options)
 
     # ---------------------------------------------------------------- the engine's contract
@@ -134,7 +142,8 @@ class CombinerObjective(ObjectiveBase):
         for position, indices in enumerate(order):
             # the share of training done, for samplers with a schedule (the curriculum)
             self.progress = ((epoch - 1) * self._steps_per_epoch + position) / max(1, self.total_steps)
-            yield self.data.batch(torch.from_numpy(indices), self.batch_generator)
+            yield self.data.batch(torch.from_numpy(indices), self.batch_generator, rank=self.ctx.rank,
+                                  world_size=self.ctx.world_size)
 
     def step(self, batch: Batch) -> StepOutput:
         with autocast(self.device, self.config.precision):
@@ -145,15 +154,25 @@ class CombinerObjective(ObjectiveBase):
         negatives, sample_time = None, 0.0
         if self.sampler is not None:
             negatives, sample_time = self._mine(queries, batch)
-        output = self.loss_model(queries, positives, negatives)
+        output = self.loss_model(queries, positives, negatives, **self._batch_targets(positives))
         return StepOutput(output.loss, {**(output.stats or {}), "sample_time_s": sample_time})
 
-    def _mine(self, queries: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, float]:
-        """Negatives of ``batch`` over the whole gallery, and the time mining took."""
+    def _batch_targets(self, positives: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``other_targets`` for a loss that scores every target of the batch, under ``torchrun`` with
+        ``gather_batch``: the targets of the other processes' slices of the global batch, gathered with their
+        gradients (:meth:`~cirlab.distributed.DistributedContext.gather_with_grad`). Nothing otherwise."""
+        if not (self.config.gather_batch and self.ctx.is_distributed and type(self.loss_fn).scores_batch_targets):
+            return {}
+        gathered = self.ctx.gather_with_grad(positives)  # every process's slice, in rank order
+        start, end = self.ctx.rank * positives.shape[0], (self.ctx.rank + 1) * positives.shape[0]
+        return {"other_targets": torch.cat([gathered[:start], gathered[end:]])}
+
+    def _mine(self, queries: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, float | Elapsed]:
+        """Negatives of ``batch`` over the whole gallery, and the time mining took (timed on the device, without
+        waiting for it)."""
         from cirlab.negatives import BatchInfo
 
-        self._synchronize()
-        started = time.perf_counter()
+        started = self.stopwatch.start()
         # References and true matches only feed the sampler's negative ledger.
         info = BatchInfo(categories=batch.categories, progress=self.progress,
                          references=batch.references, true_matches=batch.true_matches)
@@ -161,14 +180,13 @@ class CombinerObjective(ObjectiveBase):
             indices = self.sampler.sample(queries.detach(), batch.positives, info, self.config.num_negatives,
                                           self.sampler_generator)
         negatives = self.data.gallery.features[indices]
-        self._synchronize()
-        return negatives, time.perf_counter() - started
+        return negatives, self.stopwatch.stop(started)
 
     def epoch_stats(self) -> dict[str, float]:
         if self.sampler is None:
             return {}
         counters = {key: value for key, value in self.sampler.stats().items() if not math.isnan(value)}
-        summed = self.ctx.sum(counters, take_max=frozenset(type(self.sampler).gauge_stats))
+        summed = self.ctx.sum(counters, take_max=frozenset(self.sampler.gauge_stats))
         return {f"sampler/{key}": value for key, value in summed.items()}
 
     def evaluate(self, epoch: int) -> dict[str, float]:
@@ -177,11 +195,11 @@ class CombinerObjective(ObjectiveBase):
         write_ranks(Path(self.config.out) / RANKS_FILE, self.evaluations)
         self.query_accounting = {**result.query_accounting(), "ranks_file": RANKS_FILE}
         metrics = {"val/headline": float(result.headline)}
-        for k, value in result.mean.items():
-            metrics[f"val/mean/R@{k}"] = float(value)
+        for name, value in result.metrics.items():
+            metrics[f"val/mean/{name}"] = float(value)
         for category, category_result in result.per_category.items():
-            for k, value in category_result.recall.items():
-                metrics[f"val/{category}/R@{k}"] = float(value)
+            for name, value in category_result.metrics().items():
+                metrics[f"val/{category}/{name}"] = float(value)
         return metrics
 
     def save(self, folder: Path, record: dict[str, Any]) -> None:
@@ -223,7 +241,3 @@ class CombinerObjective(ObjectiveBase):
             "skipped_without_target": data.skipped_without_target,
             "targets_added_to_gallery": data.targets_added_to_gallery,
         }}
-
-    def _synchronize(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
