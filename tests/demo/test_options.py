@@ -59,3 +59,12 @@ def test_the_cirr_demo_is_shorter_and_trains_on_cirrs_one_caption_form():
 def test_an_unknown_data_set_is_refused():
     with pytest.raises(ConfigError, match=r"unknown demo data set 'coco'; use one of \['fashioniq', 'cirr'\]"):
         DemoOptions.for_dataset("coco")
+
+
+def test_the_ambiguity_level_reaches_the_benchmark_and_only_a_raised_one_changes_the_data_stage(tmp_path):
+    from cirlab.demo.pipeline import build_stages
+
+    default = build_stages(DemoOptions.tiny(out=tmp_path), {})[0].options
+    high = build_stages(DemoOptions.tiny(out=tmp_path, ambiguity="high"), {})[0].options
+    assert "ambiguity" not in default and high["ambiguity"] == "high"
+    assert {k: v for k, v in high.items() if k != "ambiguity"} == default

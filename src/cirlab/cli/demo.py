@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="N", help="data set size: images per category (default: the preset's, 1200; "
                                           f"{CIRR_DEMO['images_per_category']} with --dataset cirr; 40 with --tiny)")
     add_strategies(parser, default=None, default_text=",".join(d.strategies))
+    parser.add_argument("--ambiguity", default=None, metavar="LEVEL",
+                        help="the benchmark's ambiguity level: default, medium or high (how many queries other "
+                             f"gallery images satisfy; see `cirlab synth --help`) (default: {d.ambiguity})")
     parser.add_argument("--epochs", type=int, default=None, metavar="N",
                         help=f"combiner training epochs per strategy (default: {d.epochs})")
     parser.add_argument("--pretrain-epochs", type=int, default=None, metavar="N",
@@ -64,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     options = base.with_overrides(out=args.out, images_per_category=args.images_per_category,
                                   strategies=args.strategies, epochs=args.epochs,
                                   pretrain_epochs=args.pretrain_epochs, model=args.model, seed=args.seed,
-                                  workers=args.workers, device=args.device)
+                                  workers=args.workers, device=args.device, ambiguity=args.ambiguity)
     result = run_demo(options)
     print(result.comparison.format_table())
     submission = f"; test-server files: {result.submission}" if result.submission is not None else ""

@@ -46,6 +46,7 @@ class DemoOptions:
     preset: str = "default"  # synthetic benchmark preset (cirlab.synth.SynthConfig.preset)
     images_per_category: int | None = None  # data set size, duplicates included; None = the preset's
     image_size: int | None = None  # image side in pixels; None = the preset's
+    ambiguity: str = "default"  # the benchmark's ambiguity level (cirlab.synth.SynthConfig.ambiguity)
     model: str = "cirlab-rn-tiny"  # the small open_clip architecture pretrained on the tags
     pretrain_epochs: int = 4
     pretrain_batch_size: int = 64

@@ -132,7 +132,7 @@ def build_stages(options: DemoOptions, products: dict[str, Any]) -> list[Stage]:
     features_dir, compare_dir, submission_dir = out / FEATURES_DIR, out / COMPARE_DIR, out / SUBMISSION_DIR
     synth = SynthConfig.preset(options.preset).with_overrides(
         seed=options.seed, images_per_category=options.images_per_category, size=options.image_size,
-        format=options.dataset)
+        format=options.dataset, ambiguity=options.ambiguity)
     strategies = demo_strategies(options)
 
     def data() -> str:
