@@ -118,6 +118,8 @@ OVERRIDES: tuple[Override, ...] = (
              "one epoch, images decoded in-process, no TensorBoard"),
     Override("cirlab finetune", ("--pretrained", "none"), TINY_MODEL_WHY + " (finetune's default tag is openai)",
              when="--model RN50x4"),
+    Override("cirlab finetune", ("--negatives-option", "near_duplicate_threshold=null"), NO_NEAR_DUPLICATE_WHY,
+             when="--negatives"),
     Override("cirlab extract", ("--workers", "0"), "images decoded in-process: worker processes cost more than "
                                                    "the tiny data set"),
     Override("cirlab extract", ("--precision", "fp32"), "fp16 autocast needs a GPU", when="--precision fp16"),

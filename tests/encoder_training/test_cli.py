@@ -49,6 +49,36 @@ def test_finetune_needs_exactly_one_source(tagged_data: Path, tmp_path: Path) ->
               "--checkpoint", str(tmp_path)])
 
 
+def test_finetune_negative_options_become_contrast_options(tmp_path: Path) -> None:
+    from cirlab.cli import build_parser
+    from cirlab.cli.finetune import contrast_options
+
+    base = ["finetune", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--model", "cirlab-vit-tiny"]
+    plain = contrast_options(build_parser().parse_args(base))
+    assert (plain.negatives, plain.mines, plain.gather_batch) == ("in-batch", False, True)
+    args = build_parser().parse_args([*base, "--negatives", "semi-hard", "--num-negatives", "4", "--refresh-every",
+                                      "0", "--negatives-option", "margin=0.1", "--negatives-option",
+                                      "near_duplicate_threshold=null", "--no-gather-batch"])
+    options = contrast_options(args)
+    assert (options.negatives, options.num_negatives, options.refresh_every, options.gather_batch) == (
+        "semi-hard", 4, 0, False)
+    assert options.negatives_options == {"margin": 0.1, "near_duplicate_threshold": None}
+
+
+def test_finetune_refuses_bad_negative_options_in_one_line(tagged_data: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["finetune", "--data", str(tagged_data), "--out", str(tmp_path / "run"), "--model", "cirlab-vit-tiny",
+            "--pretrained", "none", *FAST]
+    assert main([*base, "--negatives", "hard", "--negatives-option", "topm=3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown options ['topm']" in err
+    assert main([*base, "--negatives", "hard", "--refresh-every", "-1"]) == 2
+    assert "refresh interval must be >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(SystemExit):
+        main([*base, "--negatives-option", "no-equals-sign"])
+
+
 @pytest.mark.slow
 def test_pretrain_then_finetune_then_resume(tagged_data: Path, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:

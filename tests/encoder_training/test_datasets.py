@@ -89,7 +89,8 @@ def test_triplet_samples_draw_a_training_caption_form_and_keep_empty_captions(ta
     forms_seen = set()
     for epoch in range(12):
         samples.set_epoch(epoch)
-        reference, caption, target = samples[empty[0]]
+        reference, caption, target, index = samples[empty[0]]
+        assert index == empty[0]
         variants = caption_variants(triplets[empty[0]].captions)
         assert caption in variants
         forms_seen.add(variants.index(caption))

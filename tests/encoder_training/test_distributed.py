@@ -3,6 +3,8 @@
 With ``local_loss`` and gathered features, two processes with batch 4 each see exactly the samples
 one process with batch 8 sees (DistributedSampler interleaves one permutation), and averaging the
 gradients over processes gives the full-batch gradient, so both runs must end with the same weights.
+Fine-tuning with mined negatives adds a gallery encoded in shards and mined for the whole global batch
+on every process: the negatives, their counters and the weights must again be those of one process.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 from cirlab.encoder_training.finetuning import finetune
+from cirlab.encoder_training.options import ContrastOptions
 from cirlab.encoder_training.pretraining import pretrain
 from cirlab.engine.runlog import read_csv as read_rows
 
@@ -77,3 +80,29 @@ def test_two_process_finetuning_equals_one_process_with_the_whole_batch(tagged_d
     finetune(tagged_data, tmp_path / "one", checkpoint=pretrained_checkpoint, epochs=1, batch_size=8, lr=1e-4,
              num_workers=0, device="cpu", tensorboard=False, seed=3)
     _assert_same_weights(tmp_path / "ddp", tmp_path / "one")
+
+
+def test_two_process_finetuning_with_mined_negatives_equals_one_process(tagged_data: Path,
+                                                                       pretrained_checkpoint: Path,
+                                                                       tmp_path: Path) -> None:
+    # 4 steps: the gallery is encoded before step 0 and refreshed before step 3; top_m draws from the generator.
+    contrast = ContrastOptions(negatives="hard", num_negatives=3, refresh_every=3,
+                               negatives_options={"top_m": 6, "near_duplicate_threshold": None})
+    mining = ["--negatives", "hard", "--num-negatives", "3", "--refresh-every", "3",
+              "--negatives-option", "top_m=6", "--negatives-option", "near_duplicate_threshold=null"]
+    done = _torchrun(["finetune", "--data", str(tagged_data), "--checkpoint", str(pretrained_checkpoint),
+                      "--out", str(tmp_path / "ddp"), "--batch-size", "4", "--lr", "1e-4", *mining, *COMMON])
+    assert done.returncode == 0, done.stderr[-3000:]
+    single = finetune(tagged_data, tmp_path / "one", checkpoint=pretrained_checkpoint, epochs=1, batch_size=8,
+                      lr=1e-4, num_workers=0, device="cpu", tensorboard=False, seed=3, contrast=contrast)
+    _assert_same_weights(tmp_path / "ddp", tmp_path / "one")
+    ddp_steps, one_steps = read_rows(tmp_path / "ddp" / "steps.csv"), read_rows(tmp_path / "one" / "steps.csv")
+    assert [float(r["loss"]) for r in ddp_steps] == pytest.approx([float(r["loss"]) for r in one_steps], rel=1e-4)
+    assert [r["stale_steps"] for r in ddp_steps] == [r["stale_steps"] for r in one_steps] == ["0.0", "1.0", "2.0",
+                                                                                                "0.0"]
+    ddp_epoch = read_rows(tmp_path / "ddp" / "epochs.csv")[-1]
+    for key, value in single.history[-1].items():
+        if key.startswith("sampler/"):  # the same negatives, counted once (not once per process)
+            assert float(ddp_epoch[key]) == pytest.approx(value), key
+    assert float(ddp_epoch["mining/probe_drift"]) == pytest.approx(single.history[-1]["mining/probe_drift"],
+                                                                   rel=1e-2, abs=1e-6)

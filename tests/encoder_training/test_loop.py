@@ -11,9 +11,9 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from cirlab.distributed import DistributedContext
-from cirlab.encoder_training.loop import EncoderObjective, train_encoder
+from cirlab.encoder_training.loop import EncoderLossBase, EncoderObjective, StepPosition, train_encoder
 from cirlab.encoder_training.options import TrainingOptions
-from cirlab.engine import TrainingDivergedError, read_state
+from cirlab.engine import StepOutput, TrainingDivergedError, read_state
 from cirlab.engine.optim import lr_factor
 from cirlab.engine.runlog import read_csv
 from cirlab.errors import ConfigError
@@ -36,17 +36,21 @@ class Points(Dataset):
         return self.x[index], 2 * self.x[index]
 
 
-class Regression:
+class Regression(EncoderLossBase):
     """Mean squared error; ``poison_at`` makes the loss NaN from that call on."""
+
+    step_stats = ("weight",)
 
     def __init__(self, poison_at: int | None = None) -> None:
         self.calls, self.poison_at, self.evaluated = 0, poison_at, 0
+        self.positions: list[StepPosition] = []
 
-    def loss(self, module: nn.Module, batch: Any) -> Tensor:
+    def loss(self, module: nn.Module, batch: Any, position: StepPosition) -> StepOutput:
         self.calls += 1
+        self.positions.append(position)
         x, y = batch
         loss = ((module(x) - y) ** 2).mean()
-        return loss * float("nan") if self.poison_at is not None and self.calls >= self.poison_at else loss
+        return StepOutput(loss * float("nan") if self.poison_at is not None and self.calls >= self.poison_at else loss)
 
     def after_step(self, model: nn.Module) -> dict[str, float]:
         return {"weight": float(model.weight.detach())}
@@ -62,7 +66,7 @@ def _train(tmp_path: Path, learner: Regression, dataset: Points, **options: Any)
     torch.manual_seed(0)
     model = nn.Linear(1, 1, bias=False)
     objective = EncoderObjective(model=model, model_name="toy", learner=learner, dataset=dataset, options=options,
-                                 ctx=DistributedContext(), device=torch.device("cpu"), step_stats=("weight",))
+                                 ctx=DistributedContext(), device=torch.device("cpu"))
     return model, train_encoder(objective, out=tmp_path, identity={"kind": "toy"}, evaluate_before=True, kind="toy")
 
 
@@ -72,6 +76,7 @@ def test_the_loop_trains_logs_and_checkpoints(tmp_path: Path) -> None:
     assert dataset.epochs == [0, 1, 2]
     assert run.steps == 6 and [r["step"] for r in run.history] == [0, 2, 4, 6]  # 10 samples, batch 4, drop_last
     assert learner.evaluated == 4 and run.before is not None
+    assert learner.positions == [StepPosition(step, 6) for step in range(6)]
     assert run.after["error"] < run.before["error"]
     steps = read_csv(tmp_path / "steps.csv")
     assert [float(r["lr"]) for r in steps] == pytest.approx(

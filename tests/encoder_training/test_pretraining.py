@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from cirlab.distributed import DistributedContext
+from cirlab.encoder_training.loop import StepPosition
 from cirlab.encoder_training.pretraining import DescriptionContrast, pretrain
 from cirlab.encoders import EncoderSpec, create_model, load_encoder
 from cirlab.engine.runlog import read_csv as read_rows
@@ -32,7 +33,7 @@ def test_contrastive_loss_is_symmetric_cross_entropy_with_the_models_scale() -> 
     objective = DescriptionContrast(tokenizer, torch.device("cpu"), DistributedContext(), None)
     images = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     texts = ["a red dress", "a blue shirt", "a striped top", "a green dress with long sleeves"]
-    loss = objective.loss(model, (images, texts))
+    loss = objective.loss(model, (images, texts), StepPosition(0, 1)).loss
     with torch.no_grad():
         image_f = F.normalize(model.encode_image(images), dim=-1)
         text_f = F.normalize(model.encode_text(tokenizer(texts)), dim=-1)

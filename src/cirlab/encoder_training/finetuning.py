@@ -8,12 +8,17 @@ of the batch with a fixed logit scale of 100. Captions take one of the four trai
 CLIP weights (``RN50x4``/``openai``), a ``cirlab pretrain`` checkpoint, or a random initialisation.
 Recall on the val split (reference + caption → target, gallery = the split's images, per category)
 is measured before training and after every epoch.
+
+Under ``torchrun`` each query is scored against every process's targets, gathered with their gradients,
+so N processes at batch b compute the loss of one process at batch N·b (``ContrastOptions.gather_batch``).
+With a negative sampler (``ContrastOptions.negatives``), each query also gets ``k`` negatives mined over
+the training gallery, re-encoded every N steps (:mod:`cirlab.encoder_training.mining`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +26,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cirlab.data import FashionIQ, MissingReport, build_preprocess, eval_caption, validation_inputs
+from cirlab.data import DatasetReader, MissingReport, build_preprocess, eval_caption, open_dataset, validation_inputs
 from cirlab.distributed import DistributedContext
 from cirlab.encoder_training.datasets import TripletSamples, split_triplets
 from cirlab.encoder_training.encoding import encode_image_files, encode_texts
-from cirlab.encoder_training.loop import EncoderObjective, quiet_gather_deprecation, train_encoder
-from cirlab.encoder_training.options import FINETUNE_DEFAULTS, TRAINABLE_TOWERS, TrainingOptions, resolve_options
+from cirlab.encoder_training.loop import (
+    EncoderLossBase,
+    EncoderObjective,
+    StepPosition,
+    train_encoder,
+)
+from cirlab.encoder_training.mining import GalleryMining, gallery_records
+from cirlab.encoder_training.options import (
+    FINETUNE_DEFAULTS,
+    TRAINABLE_TOWERS,
+    ContrastOptions,
+    TrainingOptions,
+    resolve_options,
+)
 from cirlab.encoder_training.retrieval import composed_chance, composed_recall
 from cirlab.encoder_training.session import record_run, resume_point, training_session
+from cirlab.engine import StepOutput
 from cirlab.errors import ConfigError
 from cirlab.io import atomic_write_json
 from cirlab.locking import lock_folder
@@ -49,6 +67,8 @@ class FinetuneResult:
     epochs: int
     steps: int
     train_triplets: int
+    contrast: dict[str, Any]  # what each query was contrasted with (ContrastOptions)
+    gallery_size: int  # images of the mining gallery (0: nothing mined)
     before: dict[str, float]  # val recall of the starting weights (percent)
     after: dict[str, float]  # val recall after the last epoch
     chance: dict[str, float]  # the same recalls of a random ranking
@@ -70,6 +90,11 @@ class FinetuneResult:
         lines = [f"fine-tuned {self.model} ({self.trainable} towers, from {_source_words(self.source)}) for "
                  f"{self.epochs} epochs ({self.steps} steps, {self.seconds:.1f} s) on {self.train_triplets} "
                  f"triplets → {self.out}"]
+        if self.gallery_size:
+            every = self.contrast["refresh_every"]
+            lines.append(f"  negatives: {self.contrast['num_negatives']} per query, {self.contrast['negatives']} over "
+                         f"{self.gallery_size} training images, re-encoded "
+                         f"{f'every {every} steps' if every else 'once, before the first step'}")
         if self.after:
             for key in [k for k in self.after if "_" not in k]:
                 lines.append(f"  val {key}: {self.before.get(key, float('nan')):.2f} → {self.after[key]:.2f} "
@@ -101,40 +126,61 @@ def compose(reference_features: Tensor, text_features: Tensor) -> Tensor:
     return F.normalize(reference_features + text_features, dim=-1)
 
 
-class CompositionContrast:
-    """Cross-entropy of each query against the batch's targets (gathered from every process).
+class CompositionContrast(EncoderLossBase):
+    """Cross-entropy of each query against the batch's targets (gathered from every process) and, with
+    ``mining``, against its mined negatives as extra columns.
 
     Written here rather than taken from open_clip because :class:`open_clip.ClipLoss` is symmetric
-    (image→text and text→image) while CLIP4Cir's loss runs one way, query→target, with a fixed scale;
-    the gathering of features across processes is open_clip's own.
+    (image→text and text→image) while CLIP4Cir's loss runs one way, query→target, with a fixed scale.
+    Under ``torchrun`` the targets are gathered with :meth:`~cirlab.distributed.DistributedContext.gather_with_grad`
+    (open_clip's ``--gather-with-grad --local-loss``); with ``gather_batch`` off, each process scores its queries
+    against its own targets only (``gather_batch`` off). Mined negatives are extra columns of each query's
+    row, as in :class:`cirlab.losses.ContrastiveLoss`: the softmax runs over the batch's targets and the
+    query's ``k`` negatives (:mod:`cirlab.encoder_training.mining` says where their features come from).
     """
 
     def __init__(self, tokenizer: Callable, device: torch.device, ctx: DistributedContext,
-                 evaluate: ComposedRetrieval | None) -> None:
+                 evaluate: ComposedRetrieval | None, *, gather_batch: bool = True,
+                 mining: GalleryMining | None = None) -> None:
         self.tokenizer, self.device, self.ctx, self._evaluate = tokenizer, device, ctx, evaluate
+        self.gather_batch, self.mining = gather_batch, mining
+        self.step_stats = mining.step_stats if mining is not None else ()
 
-    def loss(self, module: nn.Module, batch: Any) -> Tensor:
-        reference, captions, target = batch
+    def loss(self, module: nn.Module, batch: Any, position: StepPosition) -> StepOutput:
+        reference, captions, target, indices = batch
+        stats = self.mining.prepare(position) if self.mining is not None else {}
         tokens = self.tokenizer(list(captions)).to(self.device, non_blocking=True)
         query, target_features = module(reference.to(self.device, non_blocking=True),
                                         target.to(self.device, non_blocking=True), tokens)
+        negatives = None
+        if self.mining is not None:
+            negatives, timing = self.mining.negatives(query, indices, position)
+            stats.update(timing)
         labels = torch.arange(query.shape[0], device=query.device)
-        if self.ctx.is_distributed:
-            from open_clip.loss import gather_features
-
-            # Every process scores its queries against all processes' targets (open_clip's gather, with grad).
-            with quiet_gather_deprecation():
-                _, target_features = gather_features(query, target_features, local_loss=True, gather_with_grad=True,
-                                                     rank=self.ctx.rank, world_size=self.ctx.world_size)
+        if self.gather_batch:  # every process scores its queries against all processes' targets, with gradients
+            target_features = self.ctx.gather_with_grad(target_features)
             labels = labels + query.shape[0] * self.ctx.rank
         logits = LOGIT_SCALE * query @ target_features.T
-        return F.cross_entropy(logits, labels)
-
-    def after_step(self, model: nn.Module) -> dict[str, float]:
-        return {}
+        if negatives is not None:
+            mined = LOGIT_SCALE * torch.einsum("bd,bkd->bk", query, negatives.to(query.dtype))
+            logits = torch.cat([logits, mined], dim=1)
+        return StepOutput(F.cross_entropy(logits, labels), stats)
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         return self._evaluate(model) if self._evaluate is not None else {}
+
+    def epoch_stats(self) -> dict[str, float]:
+        return self.mining.epoch_stats() if self.mining is not None else {}
+
+    def generators(self) -> dict[str, torch.Generator]:
+        return self.mining.generators() if self.mining is not None else {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.mining.state_dict() if self.mining is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.mining is not None:
+            self.mining.load_state_dict(state)
 
 
 @dataclass
@@ -148,7 +194,7 @@ class _CategoryQueries:
 class ComposedRetrieval:
     """Val-split composed retrieval per category (FashionIQ protocol: the gallery is the split's images)."""
 
-    def __init__(self, dataset: FashionIQ, tokenizer: Callable, preprocess: Callable, *, device: torch.device,
+    def __init__(self, dataset: DatasetReader, tokenizer: Callable, preprocess: Callable, *, device: torch.device,
                  options: TrainingOptions, report: MissingReport | None = None) -> None:
         self.tokenizer, self.preprocess, self.device, self.options = tokenizer, preprocess, device, options
         self.categories: dict[str, _CategoryQueries] = {}
@@ -221,17 +267,22 @@ def set_trainable(clip: nn.Module, towers: str) -> None:
 def finetune(data_root: str | Path, out: str | Path, *, checkpoint: str | Path | None = None,
              model: str | None = None, pretrained: str | None = "openai", towers: str = "both",
              categories: Sequence[str] | None = None, options: TrainingOptions | None = None,
-             on_epoch_end: Callable[[dict[str, Any]], None] | None = None, **overrides: Any) -> FinetuneResult:
+             contrast: ContrastOptions | None = None, on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+             **overrides: Any) -> FinetuneResult:
     """Fine-tune CLIP encoders on the train split's triplets; write the result to ``out``.
 
     Starting weights: ``checkpoint`` (a cirlab encoder checkpoint folder, e.g. a ``pretrain`` run), or
     ``model`` with ``pretrained`` (an open_clip tag such as ``openai``, or ``None`` for a random
     initialisation). ``overrides`` set :class:`TrainingOptions` fields on top of ``options`` (whose
-    defaults here are CLIP4Cir's: lr 2e-6, batch 128).
+    defaults here are CLIP4Cir's: lr 2e-6, batch 128). ``contrast`` says what each query is contrasted with
+    (default: the batch's targets, gathered from every process; :class:`ContrastOptions` adds mined negatives
+    from a gallery refreshed every N steps).
     """
     from cirlab.encoders import EncoderSpec, create_model, read_checkpoint_config
 
     options = resolve_options(options, overrides, FINETUNE_DEFAULTS)
+    contrast = contrast if contrast is not None else ContrastOptions()
+    contrast.check_sampler()
     if towers not in TRAINABLE_TOWERS:
         raise ConfigError(f"unknown towers {towers!r}; use one of {list(TRAINABLE_TOWERS)}")
     if checkpoint is not None:
@@ -244,12 +295,12 @@ def finetune(data_root: str | Path, out: str | Path, *, checkpoint: str | Path |
     else:
         raise ConfigError("finetune needs starting weights: a --checkpoint folder or a --model name")
     out = Path(out)
-    dataset = FashionIQ(data_root, list(categories) if categories else None)
+    dataset = open_dataset(data_root, categories=list(categories) if categories else None)
     report = MissingReport(policy=options.missing)
     triplets = split_triplets(dataset, "train", options.missing, report)
     identity = {"kind": "finetune", "data": str(dataset.root.resolve()), "categories": list(dataset.categories),
                 "source": {**source.to_dict(), "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None},
-                "towers": towers, **options.identity()}
+                "towers": towers, **options.identity(), **contrast.identity()}
 
     # The run folder is ours from the resume check to the final weights (the engine holds it again meanwhile).
     with training_session(options) as (ctx, device), lock_folder(out, ctx):
@@ -262,9 +313,15 @@ def finetune(data_root: str | Path, out: str | Path, *, checkpoint: str | Path |
         record_run(out, identity, options, ctx)
         preprocess = build_preprocess(options.preprocess, encoder_preprocess, options.target_ratio)
         evaluate = ComposedRetrieval(dataset, tokenizer, preprocess, device=device, options=options, report=report)
+        mining = None
+        if contrast.mines:
+            records = gallery_records(dataset, triplets, options.missing, ctx=ctx, num_workers=options.num_workers)
+            mining = GalleryMining(records, contrast, model=clip, preprocess=preprocess, options=options, ctx=ctx,
+                                   device=device)
+        learner = CompositionContrast(tokenizer, device, ctx, evaluate if evaluate.categories else None,
+                                      gather_batch=contrast.gather_batch, mining=mining)
         objective = EncoderObjective(
-            model=clip, forward_module=CompositionNet(clip), model_name=source.model,
-            learner=CompositionContrast(tokenizer, device, ctx, evaluate if evaluate.categories else None),
+            model=clip, forward_module=CompositionNet(clip), model_name=source.model, learner=learner,
             dataset=TripletSamples(dataset, triplets, preprocess, seed=options.seed), options=options, ctx=ctx,
             device=device, checkpoint_extra={"trained_by": "cirlab finetune", "data": identity["data"],
                                              "source": identity["source"]})
@@ -272,7 +329,8 @@ def finetune(data_root: str | Path, out: str | Path, *, checkpoint: str | Path |
                             on_epoch_end=on_epoch_end)
         result = FinetuneResult(
             out=out, model=source.model, source=identity["source"], trainable=towers, epochs=options.epochs,
-            steps=run.steps, train_triplets=len(triplets), before=run.before or {},
+            steps=run.steps, train_triplets=len(triplets), contrast=asdict(contrast),
+            gallery_size=len(mining.records) if mining is not None else 0, before=run.before or {},
             after=run.after, chance=evaluate.chance,
             val_queries=evaluate.query_counts, outside_gallery=evaluate.outside_gallery, history=run.history,
             seconds=run.seconds, resumed_from_epoch=run.resumed_from_epoch, missing=report.to_dict())

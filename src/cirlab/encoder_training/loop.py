@@ -1,7 +1,8 @@
 """Encoder training on the engine: what ``pretrain`` and ``finetune`` share.
 
 What differs between the two (the forward pass and loss, what happens after an optimiser step, the
-held-out evaluation) is an :class:`EncoderLoss`; :class:`EncoderObjective` adds what both need to run
+held-out evaluation, any statistics, generators and state of their own, such as fine-tuning's mined
+negatives) is an :class:`EncoderLoss`; :class:`EncoderObjective` adds what both need to run
 on the engine (:mod:`cirlab.engine`): distributed sampling of a dataset, open_clip's parameter grouping,
 autocast, and saving the encoder as a checkpoint :mod:`cirlab.encoders` loads. The loop, AdamW with a
 cosine schedule, gradient scaling and clipping, logs, checkpoints and resume are the engine's.
@@ -11,13 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from cirlab.distributed import DistributedContext, wrap_ddp
@@ -31,11 +32,27 @@ from cirlab.runtime import autocast
 VAL = "val/"
 
 
+@dataclass(frozen=True)
+class StepPosition:
+    """Where a step stands in the run: its 0-based index over every epoch, and the run's number of steps."""
+
+    step: int
+    total: int
+
+    @property
+    def progress(self) -> float:
+        """The share of training done before this step (0 at the first step)."""
+        return self.step / max(1, self.total)
+
+
 class EncoderLoss(Protocol):
     """The part of an encoder training run that is specific to what is being learned."""
 
-    def loss(self, module: nn.Module, batch: Any) -> Tensor:
-        """Forward ``batch`` through ``module`` (the possibly DDP-wrapped model) and return the loss."""
+    #: Statistics of each step besides the loss (``steps.csv`` columns), from :meth:`loss` or :meth:`after_step`.
+    step_stats: tuple[str, ...]
+
+    def loss(self, module: nn.Module, batch: Any, position: StepPosition) -> StepOutput:
+        """Forward ``batch`` through ``module`` (the possibly DDP-wrapped model); return the loss and its stats."""
 
     def after_step(self, model: nn.Module) -> dict[str, float]:
         """Adjust ``model`` after an optimiser step; return extra values to log for the step."""
@@ -43,17 +60,51 @@ class EncoderLoss(Protocol):
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Held-out metrics of ``model`` (called on the main process only)."""
 
+    def epoch_stats(self) -> dict[str, float]:
+        """Values of the finished epoch, the same on every process (every process calls this)."""
+
+    def generators(self) -> dict[str, torch.Generator]:
+        """Random generators of the loss, whose states a checkpoint keeps."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs besides the weights and the generators."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`."""
+
+
+class EncoderLossBase:
+    """Defaults of :class:`EncoderLoss`: no step statistics, nothing after a step or an epoch, no generators and
+    no state."""
+
+    step_stats: tuple[str, ...] = ()
+
+    def after_step(self, model: nn.Module) -> dict[str, float]:
+        return {}
+
+    def epoch_stats(self) -> dict[str, float]:
+        return {}
+
+    def generators(self) -> dict[str, torch.Generator]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
 
 class EncoderObjective(ObjectiveBase):
     """An open_clip model, the dataset it learns from and an :class:`EncoderLoss`, as an engine objective."""
 
     def __init__(self, *, model: nn.Module, model_name: str, learner: EncoderLoss, dataset: Dataset,
                  options: TrainingOptions, ctx: DistributedContext, device: torch.device,
-                 forward_module: nn.Module | None = None, step_stats: tuple[str, ...] = (),
+                 forward_module: nn.Module | None = None,
                  checkpoint_extra: dict[str, Any] | None = None) -> None:
         self.model, self.model_name, self.learner, self.dataset = model, model_name, learner, dataset
         self.options, self.ctx, self.device = options, ctx, device
-        self.step_stats = step_stats
+        self.step_stats = learner.step_stats
         self.checkpoint_extra = checkpoint_extra or {}
         self.sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
                                           seed=options.seed, drop_last=True)
@@ -64,6 +115,7 @@ class EncoderObjective(ObjectiveBase):
         self.loader = DataLoader(dataset, batch_size=options.batch_size, sampler=self.sampler,
                                  num_workers=options.num_workers, drop_last=True, pin_memory=device.type == "cuda")
         self.module = wrap_ddp(forward_module or model, ctx, device)
+        self.position = StepPosition(0, len(self.loader) * options.epochs)  # of the step being taken
 
     def steps_per_epoch(self) -> int:
         return len(self.loader)
@@ -74,17 +126,32 @@ class EncoderObjective(ObjectiveBase):
     def train_modules(self) -> list[nn.Module]:
         return [self.model]
 
-    def batches(self, epoch: int) -> Iterable[Any]:
+    def batches(self, epoch: int) -> Iterator[Any]:
         self.sampler.set_epoch(epoch - 1)
         self.dataset.set_epoch(epoch - 1)  # type: ignore[attr-defined]
-        return self.loader
+        steps = len(self.loader)
+        for position, batch in enumerate(self.loader):
+            self.position = StepPosition((epoch - 1) * steps + position, steps * self.options.epochs)
+            yield batch
 
     def step(self, batch: Any) -> StepOutput:
         with autocast(self.device, self.options.precision):
-            return StepOutput(self.learner.loss(self.module, batch))
+            return self.learner.loss(self.module, batch, self.position)
 
     def after_step(self) -> dict[str, float]:
         return self.learner.after_step(self.model)
+
+    def epoch_stats(self) -> dict[str, float]:
+        return self.learner.epoch_stats()
+
+    def generators(self) -> dict[str, torch.Generator]:
+        return self.learner.generators()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.learner.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.learner.load_state_dict(state)
 
     def evaluate(self, epoch: int) -> dict[str, float]:
         return {f"{VAL}{key}": value for key, value in self.learner.evaluate(self.model).items()}

@@ -1,12 +1,14 @@
-"""Options shared by ``pretrain`` and ``finetune``: schedule, optimiser, runtime and data handling."""
+"""Options of encoder training: those ``pretrain`` and ``finetune`` share (schedule, optimiser, runtime and data
+handling), and what ``finetune``'s contrastive loss contrasts each query with."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cirlab.data import PREPROCESS_KINDS, MissingPolicy
 from cirlab.errors import ConfigError
+from cirlab.training.config import IN_BATCH
 
 #: CLIP4Cir's optimiser settings (AdamW, lr 2e-6, betas 0.9/0.999, eps 1e-7) and batch size 128.
 FINETUNE_DEFAULTS: dict[str, Any] = {"lr": 2e-6, "weight_decay": 0.01, "betas": (0.9, 0.999), "eps": 1e-7,
@@ -84,3 +86,60 @@ def resolve_options(options: TrainingOptions | None, overrides: dict[str, Any],
     if unknown:
         raise ConfigError(f"unknown training options {unknown}; known: {sorted(base)}")
     return TrainingOptions(**{**base, **overrides})
+
+
+@dataclass
+class ContrastOptions:
+    """What ``finetune``'s contrastive loss scores each query against, besides its own target.
+
+    Always the batch's other targets: under ``torchrun`` those of every process, gathered with their
+    gradients (open_clip's ``--gather-with-grad --local-loss``), so N processes at batch b compute the
+    loss of one process at batch N·b; ``gather_batch=False`` keeps each process's own slice (cheaper, not
+    equal), as the combiner stage's config key of the same name does. With a sampler (``negatives``),
+    also ``num_negatives`` items mined per query over the training gallery, whose features are re-encoded
+    every ``refresh_every`` steps (0: once, before the first step); see :mod:`cirlab.encoder_training.mining`.
+    """
+
+    negatives: str = IN_BATCH  # a cirlab.negatives sampler name, or "in-batch" to mine nothing
+    negatives_options: dict[str, Any] = field(default_factory=dict)  # keyword options of the sampler
+    num_negatives: int = 16  # negatives mined per query (k), as in combiner training
+    refresh_every: int = 50  # optimiser steps between gallery refreshes; 0: encode the gallery once
+    gather_batch: bool = True  # under torchrun, score against every process's targets (with gradients)
+
+    def __post_init__(self) -> None:
+        self.negatives_options = dict(self.negatives_options or {})
+        checks = [
+            (self.num_negatives >= 1, f"the number of negatives per query must be >= 1, got {self.num_negatives}"),
+            (self.refresh_every >= 0, f"refresh interval must be >= 0 steps (0: never refresh), "
+                                      f"got {self.refresh_every}"),
+            (self.mines or not self.negatives_options,
+             f"sampler options {sorted(self.negatives_options)} given without a sampler (--negatives)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    @property
+    def mines(self) -> bool:
+        """Whether negatives are mined from the gallery (a sampler is chosen)."""
+        return self.negatives != IN_BATCH
+
+    def check_sampler(self) -> None:
+        """Refuse an unknown sampler or sampler option in one line, before any work (imports torch)."""
+        if not self.mines:
+            return
+        from cirlab.negatives import SAMPLERS
+
+        SAMPLERS.get(self.negatives)
+        unknown = sorted(set(self.negatives_options) - set(SAMPLERS.options(self.negatives)))
+        if unknown:
+            known = ", ".join(SAMPLERS.options(self.negatives)) or "none"
+            raise ConfigError(f"negative sampler {self.negatives!r}: unknown options {unknown}; its options are: "
+                              f"{known}")
+
+    def identity(self) -> dict[str, Any]:
+        """What a resumed run must share with the run it continues: empty for the plain recipe (in-batch,
+        gathered), so that such runs keep the identity they had before negatives could be mined."""
+        if not self.mines:
+            return {} if self.gather_batch else {"contrast": {"negatives": self.negatives, "gather_batch": False}}
+        return {"contrast": asdict(self)}

@@ -96,5 +96,7 @@ def no_negative_error(positives: Tensor, gallery_size: int) -> ConfigError:
     """The error for targets that have no admissible negative anywhere in the gallery."""
     return ConfigError(f"no gallery item can be a negative of gallery item(s) {positives[:5].tolist()}: every one "
                        f"of the {gallery_size} items is the target or one of its duplicates (features this alike "
-                       f"usually come from an untrained encoder: pretrain it, or lower or turn off the guard with "
-                       f"--set negatives_options.near_duplicate_threshold=null)")
+                       f"usually come from an untrained encoder: pretrain it, or lower or turn off the guard with the "
+                       f"sampler option near_duplicate_threshold=null: `--set negatives_options."
+                       f"near_duplicate_threshold=null` for cirlab train, `--negatives-option "
+                       f"near_duplicate_threshold=null` for cirlab finetune)")
