@@ -26,8 +26,9 @@ REQUIRED = {
     "eval": ["6k.recall_over_bare", "6k.protocol_over_bare", "6k.recall_difference", "6k.prepare_ms"],
     "search": ["100k.flat_over_bare", "100k.ivf_speedup", "100k.ivf_recall_at_10", "100k.flat_p50_ms",
                "100k.ivf_p99_ms", "100k.category_over_flat", "100k.flat_category_p50_ms", "100k.ivf_category_p50_ms",
-               "http_over_engine", "http_over_health", "http_p50_ms", "engine_p50_ms", "load_speedup",
-               "load_requests_per_s", "load_p50_ms", "load_p99_ms", "load_failed_requests"],
+               "http_over_engine", "http_over_health", "http_p50_ms", "engine_p50_ms", "load.text.8c.batched_speedup",
+               "load.text.8c.batched_p99_ratio", "load.upload.8c.batched_speedup", "load.text.1c.one_requests_per_s",
+               "load.upload.32c.mean_batch", "load_failed_requests"],
 }
 
 

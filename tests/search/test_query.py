@@ -210,3 +210,99 @@ def test_load_takes_a_checkpoint_or_a_parameter_free_name(flat_index, tmp_path):
     save_combiner(build_combiner("sum", 32), wide)
     with pytest.raises(CacheMismatchError, match=r"wide/combiner.json: .*\(dim: recorded 32, cache 64\)"):
         SearchEngine.load(flat_index, wide, device="cpu")
+
+
+def assert_same_hits(batched, alone):
+    """Equal ids and categories, scores equal up to the float rounding of a batched product."""
+    assert [(h.id, h.category, h.categories) for h in batched] == [(h.id, h.category, h.categories) for h in alone]
+    np.testing.assert_allclose([h.score for h in batched], [h.score for h in alone], atol=1e-5)
+
+
+def mixed_queries(gallery, root):
+    """Ids in and out of the gallery, uploads, every category filter, several k, with and without the reference."""
+    upload = load_image(root / "images" / f"{gallery['toptee'][3]}.png")
+    other = load_image(root / "images" / f"{gallery['dress'][0]}.png")
+    return [
+        dict(reference=gallery["dress"][2], text="is red and has long sleeves", k=7),
+        dict(reference=upload, text="has a pattern", k=3, category="shirt"),
+        dict(reference=gallery["shirt"][0], text="is darker", k=30, exclude_reference=False),
+        dict(reference=gallery["dress"][0], text="has a floral print", k=8, category="toptee"),
+        dict(reference=other, text="is brighter", k=5),
+        dict(reference=gallery["shirt"][-1], text="is shorter", k=2, category="shirt"),
+        dict(reference=gallery["toptee"][1], text="is red and has long sleeves", k=1, category="dress"),
+        dict(reference=gallery["dress"][2], text="is red and has long sleeves", k=7),  # a repeated query
+    ]
+
+
+def test_a_batch_answers_each_query_as_it_is_answered_alone(image_gallery, encoder, gallery):
+    root, cache_dir, index_dir = image_gallery
+    engine = SearchEngine(GalleryIndex.load(index_dir), FeatureCache.open(cache_dir), build_combiner("sum", 64),
+                          encoder=encoder, device="cpu")
+    queries = mixed_queries(gallery, root)
+    alone = [engine.search(**query) for query in queries]
+    batched = engine.search_batch([engine.prepare(**query) for query in queries])
+    assert len(batched) == len(queries)
+    for got, expected in zip(batched, alone):
+        assert_same_hits(got, expected)
+    assert [len(hits) for hits in batched] == [7, 3, 22, 8, 5, 2, 1, 7]  # k, or what the gallery holds
+
+
+def test_a_batch_searches_faiss_once_per_category_filter(engine, gallery, monkeypatch):
+    calls = []
+    search = engine.index.search
+
+    def counted(queries, k, category=None):
+        calls.append((len(queries), k, category))
+        return search(queries, k, category)
+
+    monkeypatch.setattr(engine.index, "search", counted)
+    prepared = [engine.prepare(gallery["dress"][0], "is red", k=4),  # in the gallery: depth 5
+                engine.prepare(gallery["dress"][1], "is blue", k=2, category="shirt"),
+                engine.prepare(TRAIN_ID, "is long", k=6),  # outside the gallery: depth 6
+                engine.prepare(gallery["shirt"][2], "is short", k=3, category="shirt", exclude_reference=False)]
+    hits = engine.search_batch(prepared)
+    assert sorted(calls, key=str) == sorted([(2, 6, None), (2, 3, "shirt")], key=str)
+    assert [len(h) for h in hits] == [4, 2, 6, 3]
+    assert engine.search_batch([]) == []
+
+
+def test_a_query_whose_embedding_is_not_finite_fails_alone(random_cache, flat_index, encoder, gallery):
+    poisoned = gallery["shirt"][1]
+    cache = FeatureCache.open(random_cache)
+    poison = torch.from_numpy(np.array(cache.image_features[cache.row_of(poisoned)], dtype=np.float32))
+
+    class PoisonedSum(torch.nn.Module):
+        """The sum combiner, except that the query of one reference comes out NaN."""
+
+        def forward(self, image, text):
+            bad = (image == poison).all(dim=1, keepdim=True)
+            return torch.nn.functional.normalize(image + text, dim=-1).masked_fill(bad, float("nan"))
+
+    engine = SearchEngine(GalleryIndex.load(flat_index), cache, PoisonedSum(), encoder=encoder, device="cpu")
+    healthy = SearchEngine(GalleryIndex.load(flat_index), cache, build_combiner("sum", 64), encoder=encoder,
+                           device="cpu")
+    references = [gallery["dress"][0], poisoned, gallery["toptee"][2]]
+    outcomes = engine.search_batch([engine.prepare(r, "is red", k=4) for r in references])
+    assert isinstance(outcomes[1], CacheMismatchError)
+    assert str(outcomes[1]) == "the combiner returned a non-finite query embedding"
+    for outcome, reference in zip((outcomes[0], outcomes[2]), (references[0], references[2])):
+        assert_same_hits(outcome, healthy.search(reference, "is red", k=4))
+    with pytest.raises(CacheMismatchError, match="non-finite query embedding"):
+        engine.search(poisoned, "is red")
+    with pytest.raises(CacheMismatchError, match="non-finite query embedding"):
+        engine.query_embedding(poisoned, "is red")
+
+
+def test_prepare_refuses_a_bad_query_as_search_does(engine, gallery):
+    with pytest.raises(QueryError, match="^k: "):
+        engine.prepare("nope", "", k=0, category="coat")  # k is checked first
+    with pytest.raises(QueryError, match="^category: "):
+        engine.prepare("nope", "", category="coat")
+    with pytest.raises(QueryError, match="^text: "):
+        engine.prepare("nope", " ")
+    with pytest.raises(UnknownItemError, match="image 'nope' is not in the gallery"):
+        engine.prepare("nope", "is red")
+    query = engine.prepare(gallery["dress"][3], "  is red ", k=2, category="dress")
+    assert (query.text, query.k, query.category, query.pixels) == ("is red", 2, "dress", None)
+    assert query.exclude_position == engine.index.position_of(gallery["dress"][3]) and query.depth == 3
+    assert engine.prepare(gallery["dress"][3], "x", exclude_reference=False).exclude_position is None

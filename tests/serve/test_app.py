@@ -11,6 +11,7 @@ from PIL import Image
 
 from cirlab.data.captions import eval_caption
 from cirlab.serve import ServeLimits, create_app
+from cirlab.serve.batching import BatchSettings
 
 from .conftest import val_triplets
 
@@ -382,7 +383,8 @@ def png_bytes_of(image) -> bytes:
     return buffer.getvalue()
 
 
-def test_a_damaged_index_found_during_a_query_is_a_one_line_500(engine, data_root, monkeypatch, caplog):
+@pytest.mark.parametrize("max_batch", [1, 32], ids=["one-at-a-time", "batched"])
+def test_a_damaged_index_found_during_a_query_is_a_one_line_500(engine, data_root, monkeypatch, caplog, max_batch):
     from fastapi.testclient import TestClient
 
     from cirlab.errors import CacheMismatchError
@@ -393,8 +395,9 @@ def test_a_damaged_index_found_during_a_query_is_a_one_line_500(engine, data_roo
     def damaged(*args, **kwargs):
         raise CacheMismatchError(message)
 
-    monkeypatch.setattr(engine, "search", damaged)
-    with TestClient(create_app(engine, data_root), raise_server_exceptions=False) as client:
+    monkeypatch.setattr(engine.index, "search", damaged)
+    app = create_app(engine, data_root, batching=BatchSettings(max_batch=max_batch))
+    with TestClient(app, raise_server_exceptions=False) as client:
         response = client.post("/api/search", data={"reference_id": engine.index.ids[0], "text": "is red"})
     assert response.status_code == 500
     assert response.json()["detail"] == message

@@ -125,3 +125,27 @@ def test_bad_access_options_fail_in_one_line_before_loading(started, capsys, opt
     code, call = started(*options)
     assert code == 2 and call is None
     assert capsys.readouterr().err.strip() == f"cirlab: error: {message}"
+
+
+def test_serve_batches_searches_as_its_options_say(started):
+    from cirlab.serve import BatchSettings
+
+    code, (app, _) = started()
+    assert code == 0 and app.state.batcher.settings == BatchSettings()  # the options' defaults are the library's
+    code, (app, _) = started("--batch-window-ms", "0.5", "--max-batch", "8")
+    assert code == 0 and app.state.batcher.settings == BatchSettings(window_ms=0.5, max_batch=8)
+    code, (app, _) = started("--max-batch", "1")
+    assert code == 0 and app.state.batcher is None  # one query at a time, each on its request's thread
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+        assert client.post("/api/search", data={"reference_id": "D000", "text": "is red"}).status_code == 200
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (("--max-batch", "0"), "--max-batch must be a positive integer, got 0"),
+    (("--batch-window-ms", "-2"), "--batch-window-ms must be a number of milliseconds >= 0, got -2.0"),
+    (("--batch-window-ms", "nan"), "--batch-window-ms must be a number of milliseconds >= 0, got nan"),
+])
+def test_bad_batching_options_fail_in_one_line_before_loading(started, capsys, options, message):
+    code, call = started(*options)
+    assert code == 2 and call is None
+    assert capsys.readouterr().err.strip() == f"cirlab: error: {message}"

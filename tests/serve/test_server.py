@@ -1,13 +1,14 @@
-"""The app behind a real uvicorn server on a loopback port: raw paths, concurrency, bodies, Host names."""
+"""The app behind a real uvicorn server on a loopback port: raw paths, concurrency and batches, bodies, Host names."""
 
 import http.client
 import json
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import numpy as np
 import pytest
 
-from cirlab.serve import BackgroundServer, ServeLimits, create_app
+from cirlab.serve import BackgroundServer, BatchSettings, ServeLimits, create_app
 from cirlab.serve.access import allowed_hosts
 
 
@@ -108,3 +109,49 @@ def test_a_text_field_that_is_not_utf8_is_400_and_the_connection_kept(server):
         assert "connection" not in bad.headers  # the body was read to its end: the connection can be reused
         good = client.post("/api/search", files={"reference_id": (None, b"D000"), "text": (None, "café".encode())})
         assert good.status_code == 200 and good.json()["query"]["text"] == "café"
+
+
+def search_form(request):
+    """``(data, files)`` of a search request given as a dict whose ``bytes`` value is the upload."""
+    data = {name: value for name, value in request.items() if isinstance(value, str)}
+    files = {name: ("upload.png", value, "image/png") for name, value in request.items() if isinstance(value, bytes)}
+    return data, files or None
+
+
+def test_a_batch_of_concurrent_requests_answers_each_as_one_at_a_time_and_bad_ones_alone(engine, data_root, gallery):
+    upload = (data_root / "images" / f"{gallery['toptee'][3]}.png").read_bytes()
+    good = [{"reference_id": gallery["dress"][2], "text": "is red", "k": "4"},
+            {"reference_id": gallery["shirt"][0], "text": "has a pattern", "category": "toptee", "k": "6"},
+            {"reference_image": upload, "text": "is brighter", "k": "3"},
+            {"reference_image": upload, "text": "is darker", "category": "shirt"},
+            {"reference_id": gallery["dress"][2], "text": "is red", "k": "4"}]
+    bad = [{"reference_id": "X404", "text": "is red"}, {"reference_id": gallery["dress"][0], "text": " "},
+           {"reference_id": gallery["dress"][0], "text": "is red", "k": "0"},
+           {"reference_id": gallery["dress"][0], "text": "is red", "category": "coat"},
+           {"reference_image": b"not an image", "text": "is red"},
+           {"reference_id": gallery["dress"][0], "reference_image": upload, "text": "is red"}]
+    one_app = create_app(engine, data_root, batching=BatchSettings(max_batch=1))
+    # The window is an hour: the batch closes when every good request has joined it, and only then.
+    batched_app = create_app(engine, data_root, batching=BatchSettings(window_ms=3_600_000, max_batch=len(good)))
+
+    def post(url, request):
+        data, files = search_form(request)
+        response = httpx.post(f"{url}/api/search", data=data, files=files, timeout=60)
+        return response.status_code, response.json()
+
+    with BackgroundServer(one_app) as one, BackgroundServer(batched_app) as batched:
+        expected = [post(one.url, request) for request in good + bad]
+        with ThreadPoolExecutor(max_workers=len(good) + len(bad)) as pool:
+            got = list(pool.map(lambda request: post(batched.url, request), good + bad))
+        batcher = batched_app.state.batcher
+        assert (batcher.batches, batcher.items) == (1, len(good))
+    assert one_app.state.batcher is None
+    for (status, body), (expected_status, expected_body) in zip(got[:len(good)], expected[:len(good)]):
+        assert status == expected_status == 200
+        assert body["query"] == expected_body["query"]
+        assert [{**hit, "score": None} for hit in body["results"]] == \
+            [{**hit, "score": None} for hit in expected_body["results"]]
+        np.testing.assert_allclose([hit["score"] for hit in body["results"]],
+                                   [hit["score"] for hit in expected_body["results"]], atol=1e-5)
+    assert got[len(good):] == expected[len(good):]
+    assert [status for status, _ in got[len(good):]] == [404, 400, 400, 400, 400, 400]

@@ -12,13 +12,19 @@ matrix-vector product and top-10 over the same normalised array.
 
 The service is timed on the 100k gallery: :class:`~cirlab.search.SearchEngine` (text encoder, ``sum``
 combiner, exact index) in-process, then the same queries as ``POST /api/search`` through a real uvicorn
-server on 127.0.0.1 (:class:`~cirlab.serve.BackgroundServer`), one client, one request at a time; faiss
-uses one thread and torch its default, as ``cirlab serve`` does. ``GET /health`` on the same server, timed
-in the same rounds, is the cost of the HTTP transport alone. Then the service under load: a batch of
-requests (half of them within one category) sent by several clients at once, each a thread with its own
-connection, against the same batch sent by one client, one request at a time, in the same rounds. The
-clients run in the server's process and share its interpreter, so the throughput they reach is a lower
-bound for separate client machines.
+server on 127.0.0.1 (:class:`~cirlab.serve.BackgroundServer`) that answers each query on its own
+(``--max-batch 1``: no batching window), one client, one request at a time; faiss uses one thread and
+torch its default, as ``cirlab serve`` does. ``GET /health`` on the same server, timed in the same rounds,
+is the cost of the HTTP transport alone.
+
+Then the service under load, batched (``cirlab serve``'s default micro-batching) against one query at a
+time (``--max-batch 1``), two servers over the same engine: for 1, 8 and 32 clients at once, each a
+thread with its own connection, the same requests (half of them within one category) go to both servers
+in turns, round after round (which one goes first alternates); text queries (a reference id) and image
+uploads (a PNG that the image encoder encodes) separately. Each round gives requests/s and p50/p99
+latency per path, and the batched path's ratios to the one-at-a-time path of the same round. The clients
+run in the server's process and share its interpreter, so the throughput they reach is a lower bound for
+separate client machines.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,22 +42,27 @@ import numpy as np
 import torch
 
 from cirlab.bench.context import TINY_MODEL, BenchContext
-from cirlab.bench.fixtures import CAPTIONS, clustered_features, queries_near
+from cirlab.bench.fixtures import CAPTIONS, clustered_features, queries_near, write_tiny_fashioniq
 from cirlab.bench.mining import size_label
 from cirlab.bench.report import BenchResult, Figure
-from cirlab.bench.timing import Stat, latency_percentiles, round_ratio, time_rounds
+from cirlab.bench.timing import Stat, latency_percentiles
 
 if TYPE_CHECKING:
     from cirlab.encoders import Encoder
+    from cirlab.serve.batching import MicroBatcher
 
 NAME = "search"
-TITLE = "faiss query latency (exact and IVF) and HTTP latency of the search service"
+TITLE = "faiss query latency (exact and IVF); the search service's latency and load, batched and one at a time"
 
 DIM = 64
 TOP = 10
 CATEGORIES: tuple[str, ...] = ("dress", "shirt", "toptee")
 #: The category that searches "within one category" are restricted to.
 FILTER = "shirt"
+#: Concurrent clients of the load test.
+LOAD_CLIENTS: tuple[int, ...] = (1, 8, 32)
+#: The two ways the service answers, as the load test names them.
+PATHS: tuple[str, ...] = ("one", "batched")
 
 
 @contextmanager
@@ -104,39 +116,72 @@ def write_gallery_cache(root: Path, features: np.ndarray, weights_hash: str, see
                        text_features=np.zeros((0, 4, features.shape[1]), np.float32), manifest=manifest)
 
 
-def concurrent_requests(url: str, forms: Sequence[dict[str, str]], clients: int) -> tuple[list[float], int]:
+@dataclass(frozen=True)
+class LoadRun:
+    """What one burst of requests gave: each request's seconds, how many failed, and the burst's wall time."""
+
+    seconds: list[float]
+    failed: int
+    wall: float
+
+    @property
+    def requests_per_s(self) -> float:
+        """Answered and failed requests per second of the burst."""
+        return len(self.seconds) / self.wall
+
+
+def concurrent_requests(url: str, forms: Sequence[dict[str, str | bytes]], clients: int) -> LoadRun:
     """POST every form of ``forms`` to ``/api/search`` from ``clients`` threads at once, each with its own
-    connection; returns the seconds of each request and how many failed (no answer, or not 200)."""
+    connection (a ``bytes`` value is sent as a file upload under its field's name); returns each request's seconds,
+    how many failed (no answer, or not 200) and the wall time from the moment every client is ready."""
     import httpx
 
     pending = iter(range(len(forms)))
     lock = threading.Lock()
     seconds: list[float] = []
     failed = [0]
+    sessions = [httpx.Client(base_url=url, timeout=60.0) for _ in range(clients)]  # set up before the clock
+    ready = threading.Barrier(clients + 1)
 
-    def client() -> None:
-        with httpx.Client(base_url=url, timeout=60.0) as session:
-            while True:
-                with lock:
-                    position = next(pending, None)
-                if position is None:
-                    return
-                start = time.perf_counter()
-                try:
-                    ok = session.post("/api/search", data=forms[position]).status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                elapsed = time.perf_counter() - start
-                with lock:
-                    seconds.append(elapsed)
-                    failed[0] += not ok
+    def client(session: httpx.Client) -> None:
+        ready.wait()
+        while True:
+            with lock:
+                position = next(pending, None)
+            if position is None:
+                return
+            fields = {name: value for name, value in forms[position].items() if isinstance(value, str)}
+            files = {name: ("upload.png", value, "image/png") for name, value in forms[position].items()
+                     if isinstance(value, bytes)}
+            start = time.perf_counter()
+            try:
+                ok = session.post("/api/search", data=fields, files=files or None).status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            elapsed = time.perf_counter() - start
+            with lock:
+                seconds.append(elapsed)
+                failed[0] += not ok
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return seconds, failed[0]
+    threads = [threading.Thread(target=client, args=(session,)) for session in sessions]
+    try:
+        for thread in threads:
+            thread.start()
+        ready.wait()
+        start = time.perf_counter()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - start
+    finally:
+        for session in sessions:
+            session.close()
+    return LoadRun(seconds, failed[0], wall)
+
+
+def upload_images(folder: Path, count: int, seed: int) -> list[bytes]:
+    """``count`` small garment-like PNG files (the tiny data set's kind), as bytes for uploads."""
+    root = write_tiny_fashioniq(folder, count, 0, seed=seed)
+    return [(root / "images" / f"B{n:07d}.png").read_bytes() for n in range(count)]
 
 
 def add_latency_figures(result: BenchResult, prefix: str, seconds: dict[str, list[list[float]]],
@@ -222,7 +267,7 @@ def http_figures(ctx: BenchContext, result: BenchResult, index_dir: Path, cache_
     try:
         import httpx
 
-        from cirlab.serve import BackgroundServer, create_app
+        from cirlab.serve import BackgroundServer, BatchSettings, create_app
     except ImportError as exc:  # the [serve] extra is not installed
         result.notes.append(f"HTTP latency not measured: {exc}")
         return
@@ -236,8 +281,12 @@ def http_figures(ctx: BenchContext, result: BenchResult, index_dir: Path, cache_
     ids = engine.index.ids
     rng = np.random.default_rng(ctx.seed)
     plan = [(ids[int(rng.integers(len(ids)))], CAPTIONS[int(rng.integers(len(CAPTIONS)))]) for _ in range(requests)]
-    with single_threaded(torch_too=False), BackgroundServer(create_app(engine, None), host="127.0.0.1") as server:
-        with httpx.Client(base_url=server.url, timeout=60.0) as client:
+    batching = BatchSettings()  # cirlab serve's default
+    apps = {"one": create_app(engine, None, batching=BatchSettings(max_batch=1)),
+            "batched": create_app(engine, None, batching=batching)}
+    with single_threaded(torch_too=False), BackgroundServer(apps["one"]) as one, \
+            BackgroundServer(apps["batched"]) as batched:
+        with httpx.Client(base_url=one.url, timeout=60.0) as client:
 
             def over_http(query: tuple[str, str]) -> None:
                 answer = client.post("/api/search", data={"reference_id": query[0], "text": query[1], "k": str(TOP)})
@@ -248,12 +297,15 @@ def http_figures(ctx: BenchContext, result: BenchResult, index_dir: Path, cache_
                 "http": over_http,
                 "health": lambda _: client.get("/health").raise_for_status(),
             }, plan, rounds=rounds, warmup=5)
-        load_figures(ctx, result, server.url, ids)
+        uploads = upload_images(ctx.workdir / "search-uploads", 16, ctx.seed)
+        load_figures(ctx, result, {"one": one.url, "batched": batched.url}, ids, uploads,
+                     apps["batched"].state.batcher)
+    result.settings["batching"] = f"window {batching.window_ms:g} ms, at most {batching.max_batch} queries"
     result.add(Figure.from_stat("http_over_engine", p50_ratio(seconds, "http", "engine"), "x", "ratio",
-                                "HTTP POST /api/search, median latency",
+                                "HTTP POST /api/search (one query at a time), median latency",
                                 baseline="the same query through SearchEngine.search in-process"))
     result.add(Figure.from_stat("http_over_health", p50_ratio(seconds, "http", "health"), "x", "ratio",
-                                "HTTP POST /api/search, median latency",
+                                "HTTP POST /api/search (one query at a time), median latency",
                                 baseline="GET /health on the same server (the transport alone)"))
     add_latency_figures(result, "", seconds, {"engine": "SearchEngine.search in-process (text encoder + sum + "
                                                         "exact faiss)", "http": "POST /api/search on 127.0.0.1",
@@ -261,28 +313,70 @@ def http_figures(ctx: BenchContext, result: BenchResult, index_dir: Path, cache_
     result.settings["http_requests"] = requests
 
 
-def load_figures(ctx: BenchContext, result: BenchResult, url: str, ids: Sequence[str]) -> None:
-    """Throughput and latency of a batch of search requests from several clients at once, against the same
-    batch from one client, in the same rounds."""
-    clients, requests, repeats = ctx.pick(8, 4), ctx.pick(160, 32), ctx.pick(2, 1)
-    rng = np.random.default_rng(ctx.seed + 1)
-    forms = [{"reference_id": ids[int(rng.integers(len(ids)))], "text": CAPTIONS[int(rng.integers(len(CAPTIONS)))],
-              "category": CATEGORIES[int(rng.integers(len(CATEGORIES)))] if rng.random() < 0.5 else "",
-              "k": str(TOP)} for _ in range(requests)]
-    outcomes: dict[str, list[tuple[list[float], int]]] = {"one": [], "many": []}
-    timings = time_rounds({
-        "one": lambda: outcomes["one"].append(concurrent_requests(url, forms, 1)),
-        "many": lambda: outcomes["many"].append(concurrent_requests(url, forms, clients)),
-    }, repeats=repeats, warmup=1)
-    p50, p99 = latency_percentiles([s for seconds, _ in outcomes["many"][1:] for s in seconds])
-    result.add(Figure.from_stat("load_speedup", round_ratio(timings["one"], timings["many"]), "x", "ratio",
-                                f"throughput of {clients} clients at once, {requests} POST /api/search",
-                                baseline="the same requests from one client, one at a time"))
-    result.add(Figure.from_stat("load_requests_per_s", timings["many"].stat.map(lambda t: requests / t),
-                                "requests/s", "absolute", f"POST /api/search from {clients} clients at once"))
-    among = f"latency among {clients} clients at once"
-    result.add(Figure("load_p50_ms", p50, "ms", "absolute", f"{among}, median"))
-    result.add(Figure("load_p99_ms", p99, "ms", "absolute", f"{among}, 99th percentile"))
-    result.add(Figure("load_failed_requests", sum(failed for runs in outcomes.values() for _, failed in runs), "count",
-                      "exact", "requests of the load test without a 200 answer (0 = all answered)"))
-    result.settings["load"] = f"{clients} clients, {requests} requests per round"
+def load_forms(ids: Sequence[str], uploads: Sequence[bytes], count: int, seed: int) -> dict[str, list[dict[str, Any]]]:
+    """``count`` search forms per kind of query: ``text`` (a reference id) and ``upload`` (a PNG file); each with
+    a caption, half of them within one category."""
+    rng = np.random.default_rng(seed)
+    forms: dict[str, list[dict[str, Any]]] = {"text": [], "upload": []}
+    for kind, forms_of_kind in forms.items():
+        for _ in range(count):
+            reference: dict[str, Any] = ({"reference_id": ids[int(rng.integers(len(ids)))]} if kind == "text"
+                                         else {"reference_image": uploads[int(rng.integers(len(uploads)))]})
+            forms_of_kind.append({**reference, "text": CAPTIONS[int(rng.integers(len(CAPTIONS)))],
+                                  "category": CATEGORIES[int(rng.integers(len(CATEGORIES)))] if rng.random() < 0.5
+                                  else "", "k": str(TOP)})
+    return forms
+
+
+def load_figures(ctx: BenchContext, result: BenchResult, urls: dict[str, str], ids: Sequence[str],
+                 uploads: Sequence[bytes], batcher: MicroBatcher | None) -> None:
+    """Requests/s and p50/p99 latency of the batched service against the one-query-at-a-time one, for text
+    queries and image uploads, at each of :data:`LOAD_CLIENTS` clients. Both paths run in every round, in
+    turns (the first path of a round alternates), so that a burst of load from elsewhere hits both."""
+    requests, repeats = ctx.pick({"text": 96, "upload": 48}, {"text": 32, "upload": 16}), ctx.pick(5, 1)
+    forms = load_forms(ids, uploads, max(requests.values()), ctx.seed + 1)
+    failed = 0
+    for kind, count in requests.items():
+        for clients in LOAD_CLIENTS:
+            runs: dict[str, list[LoadRun]] = {path: [] for path in PATHS}
+            batches = (0, 0)
+            for round_index in range(1 + repeats):  # the first round warms both servers up
+                if round_index == 1 and batcher is not None:
+                    batches = (batcher.batches, batcher.items)
+                for path in PATHS if round_index % 2 else PATHS[::-1]:
+                    run = concurrent_requests(urls[path], forms[kind][:count], clients)
+                    failed += run.failed
+                    if round_index:
+                        runs[path].append(run)
+            if batcher is not None and batcher.batches > batches[0]:
+                mean_batch = (batcher.items - batches[1]) / (batcher.batches - batches[0])
+                result.add(Figure(f"load.{kind}.{clients}c.mean_batch", mean_batch, "queries", "absolute",
+                                  f"queries per batch of the batched service, {kind} queries from {clients} "
+                                  f"client{'s' if clients > 1 else ''}"))
+            add_load_figures(result, f"load.{kind}.{clients}c.", runs, f"{kind} queries from {clients} client"
+                                                                        f"{'s at once' if clients > 1 else ''}")
+    result.add(Figure("load_failed_requests", failed, "count", "exact",
+                      "requests of the load test without a 200 answer (0 = all answered)"))
+    result.settings["load"] = (f"{'/'.join(map(str, LOAD_CLIENTS))} clients, {requests['text']} text and "
+                               f"{requests['upload']} upload requests per round, {repeats} rounds")
+
+
+def add_load_figures(result: BenchResult, prefix: str, runs: dict[str, list[LoadRun]], what: str) -> None:
+    """The batched path's requests/s and p99 ratios to the one-at-a-time path (round by round), and each path's
+    requests/s (median over rounds) and p50/p99 latency (over every request of the rounds)."""
+    one, batched = runs["one"], runs["batched"]
+    baseline = "one query at a time (--max-batch 1), same requests, same rounds"
+    result.add(Figure.from_stat(f"{prefix}batched_speedup",
+                                Stat.of(b.requests_per_s / o.requests_per_s for b, o in zip(batched, one)), "x",
+                                "ratio", f"requests/s of the batched service, {what}", baseline=baseline))
+    result.add(Figure.from_stat(f"{prefix}batched_p99_ratio",
+                                Stat.of(latency_percentiles(b.seconds)[1] / latency_percentiles(o.seconds)[1]
+                                        for b, o in zip(batched, one)), "x", "ratio",
+                                f"99th-percentile latency of the batched service, {what}", baseline=baseline))
+    for path in PATHS:
+        label = "batched" if path == "batched" else "one query at a time"
+        p50, p99 = latency_percentiles([s for run in runs[path] for s in run.seconds])
+        result.add(Figure.from_stat(f"{prefix}{path}_requests_per_s", Stat.of(run.requests_per_s for run in runs[path]),
+                                    "requests/s", "absolute", f"{label}, {what}"))
+        result.add(Figure(f"{prefix}{path}_p50_ms", p50, "ms", "absolute", f"{label}, {what}, median latency"))
+        result.add(Figure(f"{prefix}{path}_p99_ms", p99, "ms", "absolute", f"{label}, {what}, 99th percentile"))

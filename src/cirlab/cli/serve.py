@@ -5,7 +5,8 @@ run's best combiner and the encoder once, then serves with uvicorn: the page at 
 under `/api` (`/api/search`, `/api/gallery`, `/api/info`), images at `/images/{id}`, `/health`, and
 the OpenAPI documentation at `/docs`. It listens on 127.0.0.1 unless `--host` says otherwise, answers
 only loopback `Host` names there (plus `--allowed-host`), and with `--token` (or `CIRLAB_SERVE_TOKEN`)
-the API needs `Authorization: Bearer TOKEN`.
+the API needs `Authorization: Bearer TOKEN`. Searches that arrive within `--batch-window-ms` of each
+other are answered as one batch of at most `--max-batch` queries (`--max-batch 1`: one at a time).
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--faiss-threads", type=int, default=1,
                         help="OpenMP threads per faiss search (default 1: requests already run in parallel; "
                              "0 = faiss's default, one per core)")
+    parser.add_argument("--batch-window-ms", type=float, default=2.0, metavar="MS",
+                        help="longest a search waits for others to share its batch (default 2; a full batch is "
+                             "answered at once)")
+    parser.add_argument("--max-batch", type=int, default=32,
+                        help="most searches answered as one batch (default 32; 1 = no batching, each search "
+                             "answered on its own)")
     parser.add_argument("--max-k", type=int, default=200, help="most results per search (default 200)")
     parser.add_argument("--max-text-chars", type=int, default=500, help="longest modification text (default 500)")
     parser.add_argument("--max-upload-mb", type=float, default=8.0, help="largest uploaded image file (default 8 MB)")
@@ -49,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``cirlab serve``."""
     from cirlab.errors import ConfigError
     from cirlab.serve.access import TOKEN_ENV
+    from cirlab.serve.batching import BatchSettings
     from cirlab.serve.server import serve
     from cirlab.serve.validation import ServeLimits
 
@@ -60,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
                          max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
                          max_upload_pixels=int(args.max_upload_megapixels * 1_000_000),
                          body_timeout=args.body_timeout)
+    batching = BatchSettings(window_ms=args.batch_window_ms, max_batch=args.max_batch)
     token = args.token if args.token is not None else os.environ.get(TOKEN_ENV) or None
     serve(args.index, args.checkpoint, combiner_name=args.combiner, data_root=args.data, features=args.features,
-          host=args.host, port=args.port, device=args.device, limits=limits,
+          host=args.host, port=args.port, device=args.device, limits=limits, batching=batching,
           faiss_threads=args.faiss_threads or None, allowed_hosts=args.allowed_host, token=token)
     return 0

@@ -5,6 +5,14 @@ evaluation read them) or a PIL image (encoded with the cache's encoder and prepr
 lands in the same feature space). The text is encoded by the same encoder. The combiner turns the
 two raw feature vectors into a unit-norm query, which the faiss index ranks the gallery against.
 
+A query runs in two steps. :meth:`SearchEngine.prepare` checks it (k, category, text, reference) and
+preprocesses an uploaded image, raising :class:`QueryError` for a bad one; :meth:`SearchEngine.search_batch`
+then answers any number of prepared queries together: their texts and uploaded images are encoded as
+one batch each, the combiner runs once, and faiss searches once per category filter among them. A
+single query is a batch of one (:meth:`SearchEngine.search`), so there is one implementation of the
+query path, and a batch's results equal its queries' one-at-a-time results up to the float rounding
+of batched matrix products.
+
 A :class:`SearchEngine` is built once and then serves any number of queries, from several threads
 at once: faiss searches are read-only, torch inference runs under ``no_grad`` with the combiner in
 eval mode, and the encoder (loaded on first use) is guarded by a lock.
@@ -13,13 +21,14 @@ eval mode, and the encoder (loaded on first use) is guarded by a lock.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cirlab.errors import CacheMismatchError, ConfigError
+from cirlab.errors import CacheMismatchError, CirlabError, ConfigError
 from cirlab.features.cache import FeatureCache
 from cirlab.search.components import check_combiner, check_encoder, encoder_spec_from_manifest
 from cirlab.search.errors import QueryError, UnknownItemError
@@ -45,6 +54,34 @@ class SearchHit:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {"id": self.id, "score": self.score, "category": self.category, "categories": list(self.categories)}
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedQuery:
+    """A checked query, ready to be searched alone or in a batch (made by :meth:`SearchEngine.prepare`).
+
+    The reference is either a row of the feature cache (``cache_row``) or the preprocessed pixels
+    ``[3, H, W]`` of an uploaded image (``pixels``). ``exclude_position`` is the index row left out of
+    the results (the reference's, when it is in the gallery and is to be excluded), else ``None``.
+    """
+
+    text: str
+    k: int
+    category: str | None
+    cache_row: int | None = None
+    pixels: torch.Tensor | None = None
+    exclude_position: int | None = None
+
+    @property
+    def depth(self) -> int:
+        """How many items faiss must return so that ``k`` remain once the excluded one is dropped."""
+        return self.k + (self.exclude_position is not None)
+
+
+#: What :meth:`SearchEngine.search_batch` answers for each query: its hits, or the error that it alone met.
+QueryOutcome = list[SearchHit] | CirlabError
+#: The error of a query whose embedding is not finite (the combiner or the cached features are broken).
+NON_FINITE = "the combiner returned a non-finite query embedding"
 
 
 class SearchEngine:
@@ -134,25 +171,64 @@ class SearchEngine:
         :class:`QueryError` on an empty text, a k below 1 or an unknown category, and
         :class:`UnknownItemError` on a reference id that is not in the feature cache.
         """
+        return self.search_prepared(self.prepare(reference, text, k, category, exclude_reference))
+
+    def search_prepared(self, query: PreparedQuery) -> list[SearchHit]:
+        """The hits of one prepared query (a batch of one); raises the error it met."""
+        outcome = self.search_batch([query])[0]
+        if isinstance(outcome, CirlabError):
+            raise outcome
+        return outcome
+
+    def prepare(self, reference: str | Image.Image, text: str, k: int = 10, category: str | None = None,
+                exclude_reference: bool = True) -> PreparedQuery:
+        """Check a query and preprocess its uploaded image; the arguments are :meth:`search`'s.
+
+        Raises what :meth:`search` raises for a bad query, checked in the same order (k, category,
+        text, reference), so that a bad query fails on its own before it joins a batch.
+        """
         k = _check_k(k)
         if category is not None:
             self.index.check_category(category)
-        query, reference_position = self._query(reference, text)
-        extra = 1 if exclude_reference and reference_position is not None else 0
-        scores, positions = self.index.search(query, k + extra, category)
-        hits = []
-        for score, position in zip(scores[0].tolist(), positions[0].tolist()):
-            if position < 0 or (extra and position == reference_position):
-                continue
-            categories = tuple(self.index.categories_of(position))
-            hits.append(SearchHit(id=self.index.ids[position], score=float(score),
-                                  category=category if category is not None else categories[0],
-                                  categories=categories))
-        return hits[:k]
+        text = _check_text(text)
+        if isinstance(reference, str):
+            row = self._cache_row(reference)
+            position = self.index.position_of(reference) if exclude_reference else None
+            return PreparedQuery(text=text, k=k, category=category, cache_row=row, exclude_position=position)
+        pixels = self._image_preprocess(self.encoder)(reference.convert("RGB"))
+        return PreparedQuery(text=text, k=k, category=category, pixels=pixels)
+
+    def search_batch(self, queries: Sequence[PreparedQuery]) -> list[QueryOutcome]:
+        """Answer prepared queries together: one text batch, one image batch, one combiner pass, and one
+        faiss search per category filter among them (each with the largest depth any of its queries needs,
+        then cut to each query's own ``k``).
+
+        Returns, in order, each query's hits or the :class:`~cirlab.errors.CirlabError` it alone met (a
+        non-finite query embedding); an error of the index itself (a damaged file) is raised.
+        """
+        if not queries:
+            return []
+        vectors = self._embed(queries)
+        finite = np.isfinite(vectors).all(axis=1)
+        outcomes: list[QueryOutcome | None] = [
+            None if ok else CacheMismatchError(NON_FINITE) for ok in finite.tolist()]
+        groups: dict[str | None, list[int]] = {}
+        for n, query in enumerate(queries):
+            if finite[n]:
+                groups.setdefault(query.category, []).append(n)
+        for category, members in groups.items():
+            depth = max(queries[n].depth for n in members)
+            scores, positions = self.index.search(vectors[members], depth, category)
+            for row, n in enumerate(members):
+                outcomes[n] = self._hits(queries[n], scores[row], positions[row])
+        return outcomes  # type: ignore[return-value] - every entry is set above
 
     def query_embedding(self, reference: str | Image.Image, text: str) -> np.ndarray:
         """The ``[dim]`` unit-norm query vector of ``reference`` and ``text`` (what :meth:`search` ranks by)."""
-        return self._query(reference, text)[0][0]
+        vector = self._embed([self.prepare(reference, text)])[0]
+        if not np.isfinite(vector).all():
+            raise CacheMismatchError(NON_FINITE)
+        return vector
 
     def knows(self, image_id: str) -> bool:
         """Whether ``image_id`` is an image of the feature cache (and so usable as a reference id)."""
@@ -165,47 +241,63 @@ class SearchEngine:
     def reference_features(self, reference: str | Image.Image) -> np.ndarray:
         """Raw ``[dim]`` image features of a reference id (from the cache) or image (encoded)."""
         if isinstance(reference, str):
-            return self._cached_features(reference)
-        return self._encode_image(reference).cpu().numpy()[0]
+            return self._cached_rows([self._cache_row(reference)])[0]
+        pixels = self._image_preprocess(self.encoder)(reference.convert("RGB"))
+        return self._encode_images(pixels[None]).cpu().numpy()[0]
 
     def text_features(self, text: str) -> np.ndarray:
         """Raw ``[dim]`` features of ``text``."""
-        return self._encode_text(_check_text(text)).cpu().numpy()[0]
+        return self._encode_texts([_check_text(text)]).cpu().numpy()[0]
 
     # --------------------------------------------------------------- internals
-    def _query(self, reference: str | Image.Image, text: str) -> tuple[np.ndarray, int | None]:
+    def _embed(self, queries: Sequence[PreparedQuery]) -> np.ndarray:
+        """``[B, dim]`` float32 query vectors, unit norm (a row whose combiner output is not finite stays so)."""
         import torch
 
-        text = _check_text(text)
-        if isinstance(reference, str):
-            image = torch.from_numpy(self._cached_features(reference))[None].to(self.device)
-            position = self.index.position_of(reference)
-        else:
-            image, position = self._encode_image(reference), None
-        text_features = self._encode_text(text)
+        images = torch.empty((len(queries), self.index.dim), dtype=torch.float32, device=self.device)
+        by_id = [n for n, query in enumerate(queries) if query.pixels is None]
+        uploaded = [n for n, query in enumerate(queries) if query.pixels is not None]
+        if by_id:
+            rows = self._cached_rows([queries[n].cache_row for n in by_id])
+            images[by_id] = torch.from_numpy(rows).to(self.device)
+        if uploaded:
+            images[uploaded] = self._encode_images(torch.stack([queries[n].pixels for n in uploaded]))
+        texts = self._encode_texts([query.text for query in queries])
         with torch.no_grad():
-            query = self.combiner(image, text_features).float()
-            query = torch.nn.functional.normalize(query, dim=-1)
-        if not bool(torch.isfinite(query).all()):
-            raise CacheMismatchError("the combiner returned a non-finite query embedding")
-        return np.ascontiguousarray(query.cpu().numpy(), dtype=np.float32), position
+            vectors = torch.nn.functional.normalize(self.combiner(images, texts).float(), dim=-1)
+        return np.ascontiguousarray(vectors.cpu().numpy(), dtype=np.float32)
 
-    def _cached_features(self, image_id: str) -> np.ndarray:
+    def _hits(self, query: PreparedQuery, scores: np.ndarray, positions: np.ndarray) -> list[SearchHit]:
+        hits = []
+        for score, position in zip(scores.tolist(), positions.tolist()):
+            if position < 0 or position == query.exclude_position:
+                continue
+            categories = tuple(self.index.categories_of(position))
+            hits.append(SearchHit(id=self.index.ids[position], score=float(score),
+                                  category=query.category if query.category is not None else categories[0],
+                                  categories=categories))
+            if len(hits) == query.k:
+                break
+        return hits
+
+    def _cache_row(self, image_id: str) -> int:
         try:
-            row = self.features.row_of(image_id)
+            return self.features.row_of(image_id)
         except CacheMismatchError:
             raise UnknownItemError("reference", f"image {image_id!r} is not in the gallery or the feature "
                                                 f"cache") from None
-        return np.array(self.features.image_features[row], dtype=np.float32)  # a writable copy of the memory map
 
-    def _encode_text(self, text: str) -> torch.Tensor:
+    def _cached_rows(self, rows: list[int]) -> np.ndarray:
+        """``[len(rows), dim]`` float32 features of cache rows (a writable copy of the memory map)."""
+        return np.array(self.features.image_features[rows], dtype=np.float32)
+
+    def _encode_texts(self, texts: list[str]) -> torch.Tensor:
         encoder = self.encoder
         with self._encoder_lock:
-            return encoder.encode_texts([text])
+            return encoder.encode_texts(texts)
 
-    def _encode_image(self, image: Image.Image) -> torch.Tensor:
+    def _encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
         encoder = self.encoder
-        pixels = self._image_preprocess(encoder)(image.convert("RGB"))[None]
         with self._encoder_lock:
             return encoder.encode_images(pixels)
 

@@ -14,8 +14,12 @@ Routes (OpenAPI documentation at ``/docs``):
 
 Every client mistake is answered with a 4xx and ``{"detail": "<one line>", "field": "<name>"}``
 (except a ``Host`` name outside ``allowed_hosts``: Starlette's plain 400 "Invalid host header");
-the engine is shared by all requests (searches run in the server's thread pool). Request bodies are
-checked as they arrive (:mod:`cirlab.serve.body_limit`); who may ask is :mod:`cirlab.serve.access`'s.
+the engine is shared by all requests. Each search request is checked and its upload decoded and
+preprocessed on its own thread of the server's pool, so a bad request fails alone; the checked query
+then joins a micro-batch (:mod:`cirlab.serve.batching`) whose texts, images, combiner pass and faiss
+search are shared and which one of the waiting request threads answers, or, with batching off, is
+answered on its own thread. Request bodies are checked as they arrive (:mod:`cirlab.serve.body_limit`);
+who may ask is :mod:`cirlab.serve.access`'s.
 
 Annotations here are evaluated eagerly (no ``from __future__ import annotations``): FastAPI reads the
 route signatures, whose ``Query``/``Form`` bounds come from the limits in ``create_app``'s scope.
@@ -37,8 +41,9 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from cirlab import __version__
 from cirlab.errors import CirlabError
 from cirlab.search.errors import QueryError, UnknownItemError
-from cirlab.search.query import SearchEngine
+from cirlab.search.query import PreparedQuery, SearchEngine, SearchHit
 from cirlab.serve.access import TokenCheck, check_token
+from cirlab.serve.batching import BatchSettings, MicroBatcher
 from cirlab.serve.body_limit import BodyLimit
 from cirlab.serve.images import ImageFiles
 from cirlab.serve.queries import validation_queries
@@ -67,15 +72,19 @@ def static_dir() -> Path:
 
 
 def create_app(engine: SearchEngine, data_root: str | Path | None = None, *, limits: ServeLimits | None = None,
-               allowed_hosts: Sequence[str] | None = None, token: str | None = None) -> FastAPI:
+               batching: BatchSettings | None = None, allowed_hosts: Sequence[str] | None = None,
+               token: str | None = None) -> FastAPI:
     """The FastAPI application serving ``engine``; images come from the FashionIQ-layout ``data_root``.
 
     ``data_root`` defaults to the data set recorded in the index's manifest; with neither, the API
-    works and ``/images`` answers 404. ``allowed_hosts`` are the ``Host`` names answered (``None``:
-    any; ``cirlab serve`` passes :func:`cirlab.serve.access.allowed_hosts` of its address), and with a
-    ``token`` every request but the page, ``/health`` and the documentation must present it.
+    works and ``/images`` answers 404. ``batching`` (default :class:`BatchSettings`: 2 ms, up to 32
+    queries) says how concurrent searches are batched. ``allowed_hosts`` are the ``Host`` names
+    answered (``None``: any; ``cirlab serve`` passes :func:`cirlab.serve.access.allowed_hosts` of its
+    address), and with a ``token`` every request but the page, ``/health`` and the documentation must
+    present it.
     """
     limits = limits or ServeLimits()
+    batching = batching or BatchSettings()
     if token is not None:
         check_token(token)
     if data_root is None:
@@ -86,6 +95,9 @@ def create_app(engine: SearchEngine, data_root: str | Path | None = None, *, lim
     queries = validation_queries(engine.features, engine.index)
     every_query = [query for listed in queries.values() for query in listed]
     page = (static_dir() / "index.html").read_text(encoding="utf-8")
+    batcher: MicroBatcher[PreparedQuery, list[SearchHit]] | None = None
+    if batching.enabled:
+        batcher = MicroBatcher(engine.search_batch, batching)
 
     app = FastAPI(title="cirlab search", version=__version__,
                   description="Composed image retrieval: a reference image plus a modification text → "
@@ -99,7 +111,8 @@ def create_app(engine: SearchEngine, data_root: str | Path | None = None, *, lim
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts), www_redirect=False)
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
-    app.state.engine, app.state.limits, app.state.images = engine, limits, images
+    app.state.engine, app.state.limits, app.state.images, app.state.batcher = engine, limits, images, batcher
+    answer = batcher if batcher is not None else engine.search_prepared
 
     def image_url(image_id: str) -> str:
         return f"/images/{quote(image_id, safe='')}"
@@ -212,9 +225,10 @@ def create_app(engine: SearchEngine, data_root: str | Path | None = None, *, lim
             data = reference_image.file.read(limits.max_upload_bytes + 1)
             reference = decode_upload(data, limits)
         try:
-            hits = engine.search(reference, query_text, k=top_k, category=chosen)
+            query = engine.prepare(reference, query_text, k=top_k, category=chosen)
         except UnknownItemError as exc:
             raise RequestError(404, "reference_id", exc.problem) from None
+        hits = answer(query)
         return {
             "query": {"reference_id": reference_id, "uploaded": reference_image is not None, "text": query_text,
                       "category": chosen, "k": top_k},

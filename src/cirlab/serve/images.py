@@ -1,8 +1,8 @@
 """Which image file to send for an id: only ids the service knows, only files found in the images folder.
 
-The id → file mapping comes from listing the data set's ``images/`` folder once (through
-:class:`cirlab.data.FashionIQ`); a requested id is looked up in that mapping and never joined into
-a path, so no request can name a file outside the folder. A file is also served only when its real
+The id → file mapping comes from the data set's reader (:func:`cirlab.data.open_dataset`: FashionIQ's
+``images/`` folder listed once, CIRR's split files); a requested id is looked up in that mapping and
+never joined into a path, so no request can name a file outside the folder. A file is also served only when its real
 path (symbolic links resolved, at each request) lies inside the folder: a link out of it is answered
 404, as if the file were missing, and logged once.
 """
@@ -14,15 +14,14 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from cirlab.data.fashioniq import FashionIQ
-from cirlab.data.layout import images_dir
+from cirlab.data.dataset import open_dataset
 from cirlab.errors import DataError
 
 log = logging.getLogger("cirlab.serve")
 
 
 class ImageFiles:
-    """Image files of ``known_ids`` in the FashionIQ-layout folder ``data_root`` (``None``: no images)."""
+    """Image files of ``known_ids`` in the data set folder ``data_root`` (``None``: no images)."""
 
     def __init__(self, data_root: str | Path | None, known_ids: Iterable[str]) -> None:
         self.root = Path(data_root) if data_root is not None else None
@@ -31,10 +30,10 @@ class ImageFiles:
         self._folder: Path | None = None
         self._warned = False
         if self.root is not None:
-            if not images_dir(self.root).is_dir():
-                raise DataError(images_dir(self.root), "images folder not found (is --data the data set root?)")
-            self._folder = Path(os.path.realpath(images_dir(self.root)))
-            dataset = FashionIQ(self.root)
+            dataset = open_dataset(self.root)
+            if not dataset.images_root.is_dir():
+                raise DataError(dataset.images_root, "images folder not found (is --data the data set root?)")
+            self._folder = Path(os.path.realpath(dataset.images_root))
             self._paths = {i: p for i in dataset.available_image_ids() if i in self._known
                            for p in (dataset.image_path(i),) if p is not None}
 

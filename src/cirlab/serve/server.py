@@ -17,6 +17,7 @@ from typing import Any
 from cirlab.errors import ConfigError
 from cirlab.serve.access import allowed_hosts as hosts_for
 from cirlab.serve.access import check_token, exposure_warning
+from cirlab.serve.batching import BatchSettings
 from cirlab.serve.validation import ServeLimits
 
 log = logging.getLogger("cirlab.serve")
@@ -25,18 +26,19 @@ log = logging.getLogger("cirlab.serve")
 def serve(index: str | Path, checkpoint: str | Path | None = None, *, combiner_name: str | None = None,
           data_root: str | Path | None = None, features: str | Path | None = None, host: str = "127.0.0.1",
           port: int = 8000, device: str = "auto", limits: ServeLimits | None = None,
-          faiss_threads: int | None = 1, log_level: str = "info", allowed_hosts: Sequence[str] = (),
-          token: str | None = None) -> None:
+          batching: BatchSettings | None = None, faiss_threads: int | None = 1, log_level: str = "info",
+          allowed_hosts: Sequence[str] = (), token: str | None = None) -> None:
     """Load the engine once (index, feature cache, combiner, encoder), then serve until interrupted.
 
     The ``Host`` names answered are :func:`cirlab.serve.access.allowed_hosts` of ``host`` and
     ``allowed_hosts``; with ``token`` the API needs it. A ``host`` beyond this machine without a
-    token gets a one-line warning on stderr.
+    token gets a one-line warning on stderr. ``batching`` (default :class:`BatchSettings`) says how
+    concurrent searches are batched; ``BatchSettings(max_batch=1)`` answers each on its own.
 
     ``faiss_threads`` sets faiss's OpenMP threads for this process (``None`` leaves faiss's default,
-    one per core). Requests already run in parallel in the server's thread pool, and an OpenMP team
-    per single-query search oversubscribes the cores: on a busy 2-core machine one exact search over
-    100,000 64-d vectors took 30 ms (p50) with 2 threads against 1 ms with 1.
+    one per core). Requests already run in parallel (batches alongside the request threads, or each
+    request on its own thread), and an OpenMP team per search oversubscribes the cores: on a busy 2-core
+    machine one exact search over 100,000 64-d vectors took 30 ms (p50) with 2 threads against 1 ms with 1.
     """
     import faiss
     import uvicorn
@@ -55,7 +57,7 @@ def serve(index: str | Path, checkpoint: str | Path | None = None, *, combiner_n
         faiss.omp_set_num_threads(faiss_threads)
     engine = SearchEngine.load(index, checkpoint, combiner_name=combiner_name, features=features, device=device)
     engine.warm_up()
-    app = create_app(engine, data_root, limits=limits, allowed_hosts=names, token=token)
+    app = create_app(engine, data_root, limits=limits, batching=batching, allowed_hosts=names, token=token)
     warning = exposure_warning(host, token)
     if warning:
         log.warning(warning)
