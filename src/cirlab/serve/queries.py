@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from cirlab.data.captions import eval_caption
 from cirlab.features.cache import FeatureCache
 from cirlab.search.index import GalleryIndex
 
@@ -45,6 +44,6 @@ def validation_queries(features: FeatureCache, index: GalleryIndex) -> dict[str,
         if gallery_position is None or category not in index.categories_of(gallery_position):
             continue
         found[category].append(ValidationQuery(category=category, reference_id=features.image_ids[reference],
-                                               caption=eval_caption(table.captions[position]), target_id=target_id))
+                                               caption=features.eval_caption(int(position)), target_id=target_id))
     return found
 
