@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from cirlab.evaluation import recall
-from cirlab.evaluation.recall import OUTSIDE_GALLERY, recall_at_k, recall_from_ranks, target_ranks
+from cirlab.evaluation.recall import OUTSIDE_GALLERY, all_finite, recall_at_k, recall_from_ranks, target_ranks
 
 
 def naive_ranks(queries, gallery, targets):
@@ -82,6 +82,28 @@ def test_invalid_inputs_are_refused():
         recall_from_ranks(torch.tensor([0]), ks=(0,))
     with pytest.raises(ValueError, match="zero queries"):
         recall_from_ranks(torch.tensor([], dtype=torch.long))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_a_non_finite_gallery_item_is_refused(bad):
+    gallery = torch.randn(50, 4)
+    gallery[37, 2] = bad
+    with pytest.raises(ValueError, match="finite"):
+        target_ranks(torch.randn(3, 4), gallery, torch.zeros(3, dtype=torch.long))
+
+
+def test_all_finite_settles_an_overflowing_sum_elementwise():
+    huge = torch.full((4, 3), 3e38)  # every element finite, their float32 sum infinite
+    assert torch.isinf(huge.sum()) and all_finite(huge)
+    assert all_finite(torch.full((4, 3), 60000.0, dtype=torch.float16))  # a float16 sum would overflow
+    assert all_finite(torch.zeros(0, 3)) and all_finite(torch.arange(5))
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        for dtype in (torch.float32, torch.float64, torch.bfloat16):
+            values = torch.ones(7, 5, dtype=dtype)
+            values[3, 4] = bad
+            assert not all_finite(values)
+    opposite = torch.tensor([float("inf"), float("-inf")])  # the sum is NaN, not a cancellation
+    assert not all_finite(opposite)
 
 
 def test_empty_gallery_ranks_every_target_outside():

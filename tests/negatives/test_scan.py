@@ -15,6 +15,7 @@ from cirlab.negatives.scan import (
     compact,
     fill_cyclic,
     scan_gallery,
+    top_per_row,
 )
 
 from .conftest import unit_queries
@@ -30,6 +31,22 @@ def test_running_top_k_equals_a_full_top_k(chunk: int) -> None:
     expected = values.topk(6, dim=1)
     assert torch.equal(got_values, expected.values) and torch.equal(got_indices, expected.indices)
     assert valid.all()
+
+
+def test_top_per_row_takes_the_largest_sparse_entries_by_value_then_item() -> None:
+    generator = torch.Generator().manual_seed(2)
+    values = torch.randint(0, 6, (5, 80), generator=generator).double()  # ties everywhere, across the cut too
+    present = torch.rand(5, 80, generator=generator) < 0.5
+    present[3] = False  # a row without entries
+    present[4, 5:] = False  # a row with fewer entries than k
+    rows, columns = present.nonzero(as_tuple=True)
+    dense = values.masked_fill(~present, -1.0)
+    for k in (1, 4, 12):
+        order = torch.sort(dense, dim=1, descending=True, stable=True).indices[:, :k]
+        expected_values = dense.gather(1, order)
+        top_values, indices, valid = top_per_row(rows, values[rows, columns], columns, 5, k, -1.0)
+        assert torch.equal(top_values, expected_values) and torch.equal(valid, expected_values >= 0)
+        assert torch.equal(indices, torch.where(valid, order, -1))
 
 
 def test_running_top_k_marks_missing_entries() -> None:
@@ -51,6 +68,12 @@ def test_random_keys_do_not_depend_on_chunking() -> None:
     again = RandomKeys(1000, 4, torch.Generator().manual_seed(3), torch.device("cpu")).chunk(0, 1000)
     other = RandomKeys(1000, 4, torch.Generator().manual_seed(4), torch.device("cpu")).chunk(0, 1000)
     assert torch.equal(whole, again) and not torch.equal(whole, other)
+
+
+def test_random_keys_of_pairs_are_those_of_their_chunks() -> None:
+    keys = RandomKeys(500, 6, torch.Generator().manual_seed(5), torch.device("cpu"))
+    rows, items = torch.tensor([0, 0, 3, 5, 5]), torch.tensor([0, 499, 17, 250, 251])
+    assert torch.equal(keys.pairs(rows, items), keys.chunk(0, 500)[rows, items])
 
 
 def test_random_keys_rank_items_uniformly() -> None:

@@ -14,8 +14,7 @@ from cirlab.engine import read_state
 from cirlab.engine.loop import Engine
 from cirlab.engine.runlog import read_csv
 from cirlab.errors import CacheMismatchError, ConfigError
-from cirlab.evaluation import recall_from_ranks
-from cirlab.evaluation.fashioniq import evaluate_fashioniq
+from cirlab.evaluation import evaluate_cache, recall_from_ranks
 from cirlab.evaluation.ranks import read_ranks
 from cirlab.features.cache import FeatureCache
 from cirlab.training import load_config, train
@@ -40,7 +39,7 @@ def quick_config(cache_dir, out, **overrides):
 
 def sum_baseline(cache_dir) -> float:
     cache = FeatureCache.open(cache_dir)
-    return evaluate_fashioniq(cache, build_combiner("sum", cache.dim), show_progress=False).headline
+    return evaluate_cache(cache, build_combiner("sum", cache.dim), show_progress=False).headline
 
 
 @pytest.mark.slow
@@ -155,7 +154,7 @@ def test_run_folder_contents(cache_dir, tmp_path):
     cache = FeatureCache.open(cache_dir)
     best = load_combiner(out / "best")
     assert json.loads((out / "best" / "combiner.json").read_text())["extra"]["epoch"] == result.best_epoch
-    rescored = evaluate_fashioniq(cache, best, show_progress=False).headline
+    rescored = evaluate_cache(cache, best, show_progress=False).headline
     assert rescored == pytest.approx(metrics["best"]["value"])
     # every validation's per-query ranks are kept, and give back the logged recall
     evaluations = read_ranks(out / "ranks.npz")

@@ -70,7 +70,7 @@ class BenchContext:
         """
         if model not in self._tiny:
             from cirlab.bench.fixtures import write_tiny_fashioniq
-            from cirlab.data import FashionIQ
+            from cirlab.data import open_dataset
             from cirlab.encoders import EncoderSpec
             from cirlab.features.extract import extract_features
 
@@ -84,7 +84,7 @@ class BenchContext:
             timing = cache.manifest.get("timing", {})
             extract_seconds = float(timing.get("image_seconds", 0.0)) + float(timing.get("text_seconds", 0.0))
             encoder = self.encoder(model)
-            data = FashionIQ(root)
+            data = open_dataset(root)
             paths = {image_id: data.image_path(image_id) for image_id in data.image_ids("dress", "train")}
             self._tiny[model] = TinyDataset(root=root, encoder=encoder, cache=cache,
                                             triplets=data.triplets("dress", "train"), image_paths=paths,

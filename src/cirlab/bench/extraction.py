@@ -57,9 +57,9 @@ class Extraction:
 
 def preprocessed_images(ctx: BenchContext, data_root: Path, model: str) -> torch.Tensor:
     """``[N, 3, S, S]`` pixels of every image of ``data_root``, preprocessed for ``model`` as extraction does."""
-    from cirlab.data import FashionIQ, build_preprocess, load_image
+    from cirlab.data import build_preprocess, load_image, open_dataset
 
-    data = FashionIQ(data_root)
+    data = open_dataset(data_root)
     preprocess = build_preprocess("targetpad", ctx.encoder(model).preprocess)
     return torch.stack([preprocess(load_image(data.image_path(i))) for i in data.image_ids("dress", "train")])
 

@@ -17,7 +17,10 @@ on its own too (on the random sampler's negatives, with references given, as in 
 the step with random negatives: what the bookkeeping costs.
 
 Galleries are clustered random unit features with 5% exact duplicates (so the false-negative guard
-has work to do), and queries sit near their targets, as a trained combiner's do.
+has work to do), and queries sit near their targets, as a trained combiner's do. Everything runs with the
+engine's allocator settings (:mod:`cirlab.engine.allocator`), as the trainer runs the step and its sampler;
+on a CPU with bf16 instructions the mining samplers scan large galleries through their bf16 screen
+(:mod:`cirlab.negatives.screen`), whose picks are those of the fp32 scan.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from cirlab.bench.memory import PeakMemory
 from cirlab.bench.report import BenchResult, Figure
 from cirlab.bench.timing import Stat, round_ratio, time_rounds
 from cirlab.bench.training import REFERENCE_DIM, reference_step
+from cirlab.engine.allocator import reuse_freed_memory
 
 NAME = "mining"
 TITLE = "gallery-wide mining overhead per training step (semi-hard, hard vs random)"
@@ -73,7 +77,15 @@ def _sample_call(sampler: Any, queries: torch.Tensor, positives: torch.Tensor, i
 
 
 def run(ctx: BenchContext) -> BenchResult:
-    """Sampler time per step and per gallery size, as step ratios, matmul ratios and peak memory."""
+    """Sampler time per step and per gallery size, as step ratios, matmul ratios and peak memory, with the
+    engine's allocator settings (as training runs the step and the sampler)."""
+    with reuse_freed_memory(ctx.device) as reused:
+        result = _measure(ctx)
+    result.settings["allocator"] = "freed memory reused (glibc, M_MMAP_MAX 0)" if reused else "default"
+    return result
+
+
+def _measure(ctx: BenchContext) -> BenchResult:
     from cirlab.distances import build_distance
     from cirlab.negatives import BatchInfo, build_sampler
     from cirlab.negatives.ledger import DEFAULT_LEDGER_MARGIN, Ledger

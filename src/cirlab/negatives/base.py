@@ -29,6 +29,7 @@ from cirlab.errors import ConfigError
 from cirlab.negatives.gallery import BatchInfo, Gallery
 from cirlab.negatives.guard import DEFAULT_NEAR_DUPLICATE_THRESHOLD, DuplicateGuard
 from cirlab.negatives.ledger import DEFAULT_LEDGER_MARGIN, LEDGER_STATS, Ledger
+from cirlab.negatives.screen import GalleryScreen
 from cirlab.registry import Registry
 
 #: Counters every sampler reports: queries served, negatives returned, candidates the false-negative
@@ -122,6 +123,7 @@ class GallerySampler:
         self.ledger = Ledger(DEFAULT_LEDGER_MARGIN if ledger_margin is None else ledger_margin,
                              build_distance("cosine"))
         self._counters: dict[str, Tensor] = {}
+        self._screen: GalleryScreen | None = None
         self.reset_stats()
 
     # ---------------------------------------------------------------- the contract
@@ -205,6 +207,16 @@ class GallerySampler:
             raise ConfigError(f"{name}: the number of negatives per query must be at least 1, got {k}")
         if not isinstance(generator, torch.Generator):
             raise TypeError(f"{name}: generator must be a torch.Generator, got {type(generator).__name__}")
+
+    def screen(self, rows: int) -> GalleryScreen | None:
+        """The gallery's bf16 screen (:mod:`~cirlab.negatives.screen`) when it is faster than the fp32 scan for a
+        batch of ``rows`` queries, else None; made on first use (a bf16 copy of the features) and kept, as the
+        gallery's features are (a gallery whose features change gets a new sampler)."""
+        if not GalleryScreen.pays(self.gallery, rows):
+            return None
+        if self._screen is None:
+            self._screen = GalleryScreen(self.gallery)
+        return self._screen
 
     def add_guard_counts(self, exact: Tensor, near: Tensor) -> None:
         """Count guard firings: ``exact`` and ``near`` are masks (or counts) of blocked would-be negatives."""

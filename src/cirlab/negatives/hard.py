@@ -7,7 +7,9 @@ misses). Returned negatives are ordered hardest first.
 
 One chunked pass keeps each query's ``top_m + GUARD_SLACK + 1`` closest items; the guard then removes
 the target and its duplicates from that short list. Only a query with more duplicates than the
-slack among its closest items is scanned again, with the guard applied to every item.
+slack among its closest items is scanned again, with the guard applied to every item. On CPUs with bf16
+instructions large galleries are scanned through the bf16 screen (:mod:`~cirlab.negatives.screen`), which
+ranks the same items in the same order.
 ``guard_exact_duplicates`` / ``guard_near_duplicates`` count the duplicates that an unguarded ranking
 would have put in the top ``top_m``. When the gallery holds fewer than ``k`` admissible items for a
 query, picks are repeated (``fallback_negatives`` counts the repeats).
@@ -20,6 +22,7 @@ sampler, is the same whichever distance the loss uses: unlike ``semi-hard``, it 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from cirlab.errors import ConfigError
@@ -27,6 +30,10 @@ from cirlab.negatives.base import SAMPLERS, GallerySampler
 from cirlab.negatives.gallery import BatchInfo, Gallery
 from cirlab.negatives.guard import DEFAULT_NEAR_DUPLICATE_THRESHOLD, GuardFlags, no_negative_error
 from cirlab.negatives.scan import GUARD_SLACK, RunningTopK, compact, fill_cyclic, scan_gallery, uniform
+from cirlab.negatives.screen import intra_op_threads
+
+#: Items ranked beyond the pool by the bf16 screen, so that a few guarded duplicates leave the pool whole.
+HEAD_SLACK = 4
 
 
 @SAMPLERS.register("hard")
@@ -51,12 +58,7 @@ class HardSampler(GallerySampler):
         pool_size = max(k, self.top_m or k)
         size = len(self.gallery)
         width = min(pool_size + GUARD_SLACK + 1, size)
-        ranking = RunningTopK(positives.shape[0], width, fill=float("-inf"), dtype=queries.dtype,
-                              device=queries.device)
-        for chunk in scan_gallery(self.gallery, positives, queries, self.chunk_size):
-            ranking.update(chunk.cosines, chunk.columns)
-        _, indices, valid = ranking.result()
-        flags = self.guard.flags(positives, indices.clamp(min=0))
+        indices, valid, flags = self._closest(queries, positives, pool_size, width)
         self._count_guard(valid & ~flags.positive, flags, pool_size)
         pool, pool_valid = compact(indices, valid & ~flags.excluded, pool_size)
 
@@ -77,6 +79,39 @@ class HardSampler(GallerySampler):
         negatives, repeated = fill_cyclic(pool, pool_valid, k)
         self.count("fallback_negatives", repeated.sum())
         return negatives
+
+    def _closest(self, queries: Tensor, positives: Tensor, pool_size: int,
+                 width: int) -> tuple[Tensor, Tensor, GuardFlags]:
+        """Each query's closest items, unguarded and closest first, ``(indices, valid)``, with their guard flags.
+
+        The fp32 scan ranks ``width`` items. The bf16 screen ranks :data:`HEAD_SLACK` more than the pool for
+        each query, and ``width`` only for queries with fewer than ``pool_size`` admissible items among them:
+        what follows reads a query's list only up to its ``pool_size``-th admissible item, so both give the
+        same picks and counts.
+        """
+        screen = self.screen(positives.shape[0])
+        if screen is None:
+            ranking = RunningTopK(positives.shape[0], width, fill=float("-inf"), dtype=queries.dtype,
+                                  device=queries.device)
+            for chunk in scan_gallery(self.gallery, positives, queries, self.chunk_size):
+                ranking.update(chunk.cosines, chunk.columns)
+            _, indices, valid = ranking.result()
+            return indices, valid, self.guard.flags(positives, indices.clamp(min=0))
+        _, indices, valid = screen.closest(queries, min(pool_size + HEAD_SLACK, width), self.chunk_size)
+        with intra_op_threads(1):  # small operations (see intra_op_threads)
+            flags = self.guard.flags(positives, indices.clamp(min=0))
+            short = ((valid & ~flags.excluded).sum(dim=1) < pool_size).nonzero(as_tuple=True)[0]
+        if not short.numel() or indices.shape[1] == width:
+            return indices, valid, flags
+        pad = width - indices.shape[1]
+        indices, valid = F.pad(indices, (0, pad), value=-1), F.pad(valid, (0, pad), value=False)
+        flags = GuardFlags(*(F.pad(mask, (0, pad), value=False) for mask in (flags.positive, flags.exact, flags.near)))
+        _, indices[short], valid[short] = screen.closest(queries, width, self.chunk_size, rows=short)
+        short_flags = self.guard.flags(positives[short], indices[short].clamp(min=0))
+        for mask, short_mask in zip((flags.positive, flags.exact, flags.near),
+                                    (short_flags.positive, short_flags.exact, short_flags.near)):
+            mask[short] = short_mask
+        return indices, valid, flags
 
     def _guarded_pool(self, queries: Tensor, positives: Tensor, pool_size: int) -> tuple[Tensor, Tensor]:
         """The ``pool_size`` closest admissible items of each query, the guard applied to every item."""

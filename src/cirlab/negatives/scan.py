@@ -120,6 +120,39 @@ class RunningTopK:
         return values, torch.where(valid, indices, torch.full_like(indices, -1)), valid
 
 
+def top_per_row(rows: Tensor, values: Tensor, columns: Tensor, num_rows: int, k: int,
+                fill: float) -> tuple[Tensor, Tensor, Tensor]:
+    """The ``k`` largest of sparse entries per row, laid out as :meth:`RunningTopK.result` lays them out.
+
+    Entry ``i`` is ``values[i]`` at gallery item ``columns[i]`` of row ``rows[i]``; the entries must come sorted
+    by row, then item, and ``fill`` must be smaller than every value. Returns ``(values, indices, valid)``,
+    each ``[num_rows, k]``, largest first, equal values by item; of values tied across the cut, the smallest
+    items (where :class:`RunningTopK` keeps whichever ``torch.topk`` keeps). Missing slots hold ``fill`` and -1.
+    """
+    counts = torch.bincount(rows, minlength=num_rows)
+    width = max(int(counts.max()) if counts.numel() else 0, k)
+    position = torch.arange(rows.shape[0], device=rows.device) - (counts.cumsum(0) - counts)[rows]
+    dense_values = torch.full((num_rows, width), fill, dtype=values.dtype, device=values.device)
+    dense_columns = torch.full((num_rows, width), -1, dtype=torch.long, device=values.device)
+    dense_values[rows, position] = values
+    dense_columns[rows, position] = columns
+    # The k + 1 largest, then a stable sort of the k by value: equal values keep item order. Rows where the
+    # (k + 1)-th equals the k-th (a tie across the cut, where topk may keep either) are sorted whole.
+    order = dense_values.topk(min(k + 1, width), dim=1).indices.sort(dim=1).values
+    candidates = dense_values.gather(1, order)
+    top_values, by_value = torch.sort(candidates, dim=1, descending=True, stable=True)
+    order = order.gather(1, by_value)
+    if width > k:
+        tied = (top_values[:, k - 1] == top_values[:, k]) & (top_values[:, k - 1] != fill)
+        tied = tied.nonzero(as_tuple=True)[0]
+        if tied.numel():
+            order[tied] = torch.sort(dense_values[tied], dim=1, descending=True, stable=True).indices[:, :k + 1]
+            top_values[tied] = dense_values[tied].gather(1, order[tied])
+    top_values, order = top_values[:, :k], order[:, :k]
+    valid = top_values != fill
+    return top_values, torch.where(valid, dense_columns.gather(1, order), -1), valid
+
+
 class RandomKeys:
     """Random keys in [0, 1) for (row, gallery item) pairs, fixed for one sampling call.
 
@@ -141,6 +174,10 @@ class RandomKeys:
         offsets = self.offsets if rows is None else self.offsets[rows]
         # unfold is a view whose row o is table[o:o + width]; indexing it copies contiguous slices.
         return self._table[start:].unfold(0, stop - start, 1)[offsets]
+
+    def pairs(self, rows: Tensor, items: Tensor) -> Tensor:
+        """Keys of the (row, item) pairs ``(rows[i], items[i])``: the same numbers :meth:`chunk` gives them."""
+        return self._table[self.offsets[rows] + items]
 
 
 def uniform(shape: tuple[int, ...], generator: torch.Generator, device: torch.device,

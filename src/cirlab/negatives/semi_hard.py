@@ -7,7 +7,9 @@ collapsing hardest case), yet inside the margin (so the triplet loss still learn
 negatives are a uniform sample of the qualifying gallery items. One chunked pass (a matrix product per chunk) keeps, per
 query, the window items with the ``k + GUARD_SLACK`` largest random keys; the guard then removes the
 target's duplicates from that short list. A query with more duplicates than the slack in its list
-is scanned again with the guard applied to every item (the same keys, so the same sample).
+is scanned again with the guard applied to every item (the same keys, so the same sample). On CPUs with
+bf16 instructions large galleries are scanned through the bf16 screen (:mod:`~cirlab.negatives.screen`),
+which finds the same windows; keys are then read for the window's members only.
 
 Fallback when fewer than ``k`` items qualify (counted in ``fallback_negatives``): every qualifying item
 is taken, then the hardest items *beyond* the window (the closest with ``d >= d(q, p) + margin``),
@@ -31,7 +33,16 @@ from cirlab.negatives.base import COMMON_STATS, SAMPLERS, GallerySampler
 from cirlab.negatives.gallery import BatchInfo, Gallery
 from cirlab.negatives.guard import DEFAULT_NEAR_DUPLICATE_THRESHOLD, no_negative_error
 from cirlab.negatives.ledger import Ledger
-from cirlab.negatives.scan import GUARD_SLACK, RandomKeys, RunningTopK, compact, fill_cyclic, scan_gallery
+from cirlab.negatives.scan import (
+    GUARD_SLACK,
+    RandomKeys,
+    RunningTopK,
+    compact,
+    fill_cyclic,
+    scan_gallery,
+    top_per_row,
+)
+from cirlab.negatives.screen import intra_op_threads
 from cirlab.negatives.window import window_bounds
 
 
@@ -69,13 +80,7 @@ class SemiHardSampler(GallerySampler):
         lower, upper = window_bounds(target_cosines, self.margin, self.distance)
         keys = RandomKeys(size, positives.shape[0], generator, queries.device)
         width = min(k + GUARD_SLACK, size)
-        window = RunningTopK(positives.shape[0], width, fill=-1.0, dtype=torch.float64, device=queries.device)
-        window_sizes = torch.zeros(positives.shape[0], dtype=torch.long, device=queries.device)
-        for chunk in scan_gallery(self.gallery, positives, queries, self.chunk_size):
-            in_window = (chunk.cosines < upper[:, None]) & (chunk.cosines > lower[:, None])
-            window_sizes += in_window.sum(dim=1)
-            window.update(keys.chunk(chunk.start, chunk.stop).masked_fill_(~in_window, -1.0), chunk.columns)
-        _, indices, valid = window.result()
+        indices, valid, window_sizes = self._window(queries, positives, upper, lower, keys, width)
         flags = self.guard.flags(positives, indices.clamp(min=0))
         candidates = valid & ~flags.positive
         would_pick = candidates & (candidates.long().cumsum(dim=1) <= k)
@@ -100,6 +105,26 @@ class SemiHardSampler(GallerySampler):
                 raise no_negative_error(positives[rows], size)
             picks[rows], _ = fill_cyclic(candidates, candidates_valid, k)
         return picks
+
+    def _window(self, queries: Tensor, positives: Tensor, upper: Tensor, lower: Tensor, keys: RandomKeys,
+                width: int) -> tuple[Tensor, Tensor, Tensor]:
+        """The unguarded window items with the ``width`` largest keys, ``(indices, valid)`` ``[B, width]``, and
+        each window's size ``[B]``."""
+        rows = positives.shape[0]
+        screen = self.screen(rows)
+        if screen is not None:
+            members, items = screen.window(queries, lower, upper, self.chunk_size)
+            with intra_op_threads(1):  # small operations (see intra_op_threads)
+                _, indices, valid = top_per_row(members, keys.pairs(members, items), items, rows, width, -1.0)
+                return indices, valid, torch.bincount(members, minlength=rows)
+        window = RunningTopK(rows, width, fill=-1.0, dtype=torch.float64, device=queries.device)
+        window_sizes = torch.zeros(rows, dtype=torch.long, device=queries.device)
+        for chunk in scan_gallery(self.gallery, positives, queries, self.chunk_size):
+            in_window = (chunk.cosines < upper[:, None]) & (chunk.cosines > lower[:, None])
+            window_sizes += in_window.sum(dim=1)
+            window.update(keys.chunk(chunk.start, chunk.stop).masked_fill_(~in_window, -1.0), chunk.columns)
+        _, indices, valid = window.result()
+        return indices, valid, window_sizes
 
     def _guarded_window(self, queries: Tensor, positives: Tensor, upper: Tensor, lower: Tensor, keys: RandomKeys,
                         rows: Tensor, k: int) -> tuple[Tensor, Tensor]:
