@@ -110,7 +110,7 @@ def test_the_check_command_reads_the_annotation_files_themselves(tmp_path, capsy
     from ..data.cirr_builders import make_cirr
 
     root = make_cirr(tmp_path / "CIRR")
-    pairs, images = dataset_pair_specs(open_dataset(root), "test1")
+    pairs, _ = dataset_pair_specs(open_dataset(root), "test1")
     document = {"version": "rc2", "metric": "recall_subset"}
     document.update({pair: [m for m in spec.subset if m != spec.reference][:3] for pair, spec in pairs.items()})
     good = tmp_path / "subset.json"
