@@ -92,7 +92,7 @@ def test_more_duplicates_than_the_slack_are_rescanned() -> None:
     positives = torch.tensor([5, 150])
     queries = near_target_queries(gallery, positives, noise=0.1, seed=5)
     sampler = build_sampler("hard", gallery, chunk_size=64)
-    with patch.object(HardSampler, "_guarded_pool", wraps=sampler._guarded_pool) as rescan:
+    with patch.object(HardSampler, "guarded_top", wraps=sampler.guarded_top) as rescan:
         negatives = _sample(sampler, gallery, queries, positives, 6)
     assert rescan.call_count == 1
     for row, target in enumerate(positives.tolist()):

@@ -143,7 +143,7 @@ def test_hard_queries_with_many_duplicates_are_ranked_further_then_rescanned() -
     sampler = build_sampler("hard", gallery)
     with _screened(True), patch.object(GalleryScreen, "closest", autospec=True,
                                        side_effect=GalleryScreen.closest) as closest, \
-            patch.object(HardSampler, "_guarded_pool", wraps=sampler._guarded_pool) as rescan:
+            patch.object(HardSampler, "guarded_top", wraps=sampler.guarded_top) as rescan:
         screened = sampler.sample(queries, positives, batch, 16, torch.Generator().manual_seed(0))
     assert [call.kwargs.get("rows") is not None for call in closest.call_args_list] == [False, True]
     assert closest.call_args_list[1].kwargs["rows"].tolist() == [0, 1]  # targets 0 and 1: both copies

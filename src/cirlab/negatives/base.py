@@ -218,6 +218,19 @@ class GallerySampler:
             self._screen = GalleryScreen(self.gallery)
         return self._screen
 
+    def guarded_top(self, queries: Tensor, positives: Tensor, depth: int) -> tuple[Tensor, Tensor]:
+        """``(indices, valid)``: the ``depth`` most similar admissible items of each query over the whole gallery,
+        most similar first, the guard applied to every item (the slow path of the samplers that rank the closest
+        items, for queries with more guarded items among them than their slack)."""
+        from cirlab.negatives.scan import RunningTopK, scan_gallery
+
+        ranking = RunningTopK(positives.shape[0], depth, fill=float("-inf"), dtype=queries.dtype,
+                              device=queries.device)
+        for chunk in scan_gallery(self.gallery, positives, queries, self.chunk_size, guard=self.guard):
+            ranking.update(chunk.cosines.masked_fill_(chunk.flags.excluded, float("-inf")), chunk.columns)
+        _, indices, valid = ranking.result()
+        return indices, valid
+
     def add_guard_counts(self, exact: Tensor, near: Tensor) -> None:
         """Count guard firings: ``exact`` and ``near`` are masks (or counts) of blocked would-be negatives."""
         self.count("guard_exact_duplicates", exact.sum())

@@ -66,7 +66,7 @@ class HardSampler(GallerySampler):
         rescan = (pool_valid.sum(dim=1) < pool_size) & (width < size)
         if bool(rescan.any()):
             rows = rescan.nonzero(as_tuple=True)[0]
-            pool[rows], pool_valid[rows] = self._guarded_pool(queries[rows], positives[rows], pool_size)
+            pool[rows], pool_valid[rows] = self.guarded_top(queries[rows], positives[rows], pool_size)
         if not bool(pool_valid[:, 0].all()):
             raise no_negative_error(positives[~pool_valid[:, 0]], size)
 
@@ -112,15 +112,6 @@ class HardSampler(GallerySampler):
                                     (short_flags.positive, short_flags.exact, short_flags.near)):
             mask[short] = short_mask
         return indices, valid, flags
-
-    def _guarded_pool(self, queries: Tensor, positives: Tensor, pool_size: int) -> tuple[Tensor, Tensor]:
-        """The ``pool_size`` closest admissible items of each query, the guard applied to every item."""
-        ranking = RunningTopK(positives.shape[0], pool_size, fill=float("-inf"), dtype=queries.dtype,
-                              device=queries.device)
-        for chunk in scan_gallery(self.gallery, positives, queries, self.chunk_size, guard=self.guard):
-            ranking.update(chunk.cosines.masked_fill_(chunk.flags.excluded, float("-inf")), chunk.columns)
-        _, indices, valid = ranking.result()
-        return indices, valid
 
     def _count_guard(self, candidates: Tensor, flags: GuardFlags, pool_size: int) -> None:
         """Count the duplicates among the first ``pool_size`` candidates of the unguarded ranking."""

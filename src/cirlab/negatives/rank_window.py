@@ -75,7 +75,7 @@ class RankWindowSampler(GallerySampler):
         rescan = (ranked_valid.sum(dim=1) < depth) & (width < size)
         if bool(rescan.any()):
             rescanned = rescan.nonzero(as_tuple=True)[0]
-            ranked[rescanned], ranked_valid[rescanned] = self._guarded_ranking(queries[rescanned],
+            ranked[rescanned], ranked_valid[rescanned] = self.guarded_top(queries[rescanned],
                                                                                positives[rescanned], depth)
         if not bool(ranked_valid[:, 0].all()):
             raise no_negative_error(positives[~ranked_valid[:, 0]], size)
@@ -98,15 +98,6 @@ class RankWindowSampler(GallerySampler):
         self.count("fallback_negatives", (k - from_band).clamp(min=0).sum())
         negatives, _ = fill_cyclic(ranked.gather(1, positions), position_valid, k)
         return negatives
-
-    def _guarded_ranking(self, queries: Tensor, positives: Tensor, depth: int) -> tuple[Tensor, Tensor]:
-        """The ``depth`` most similar admissible items of each query, the guard applied to every item."""
-        ranking = RunningTopK(positives.shape[0], depth, fill=float("-inf"), dtype=queries.dtype,
-                              device=queries.device)
-        for chunk in scan_gallery(self.gallery, positives, queries, self.chunk_size, guard=self.guard):
-            ranking.update(chunk.cosines.masked_fill_(chunk.flags.excluded, float("-inf")), chunk.columns)
-        _, indices, valid = ranking.result()
-        return indices, valid
 
     def options(self) -> dict[str, int]:
         return {"range_min": self.range_min, "range_max": self.range_max}

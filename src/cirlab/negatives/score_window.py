@@ -98,7 +98,7 @@ class ScoreWindowSampler(GallerySampler):
         rescan = (pool_valid.sum(dim=1) < pool_size) & (width < size)
         if bool(rescan.any()):
             rescanned = rescan.nonzero(as_tuple=True)[0]
-            pool[rescanned], pool_valid[rescanned] = self._guarded_pool(queries[rescanned], positives[rescanned],
+            pool[rescanned], pool_valid[rescanned] = self.guarded_top(queries[rescanned], positives[rescanned],
                                                                         pool_size)
         if not bool(pool_valid[:, 0].all()):
             raise no_negative_error(positives[~pool_valid[:, 0]], size)
@@ -114,15 +114,6 @@ class ScoreWindowSampler(GallerySampler):
         negatives, repeated = fill_cyclic(picks, picks_valid, k)
         self.count("fallback_negatives", repeated.sum())
         return negatives
-
-    def _guarded_pool(self, queries: Tensor, positives: Tensor, pool_size: int) -> tuple[Tensor, Tensor]:
-        """The ``pool_size`` most similar admissible items of each query, the guard applied to every item."""
-        ranking = RunningTopK(positives.shape[0], pool_size, fill=float("-inf"), dtype=queries.dtype,
-                              device=queries.device)
-        for chunk in scan_gallery(self.gallery, positives, queries, self.chunk_size, guard=self.guard):
-            ranking.update(chunk.cosines.masked_fill_(chunk.flags.excluded, float("-inf")), chunk.columns)
-        _, indices, valid = ranking.result()
-        return indices, valid
 
     def options(self) -> dict[str, float | int]:
         return {"a": self.a, "b": self.b, "top_m": self.top_m, "scale": self.scale}
