@@ -27,7 +27,7 @@ from torch import Tensor
 from cirlab.distances import build_distance
 from cirlab.errors import ConfigError
 from cirlab.negatives.gallery import BatchInfo, Gallery
-from cirlab.negatives.guard import DEFAULT_NEAR_DUPLICATE_THRESHOLD, DuplicateGuard
+from cirlab.negatives.guard import DEFAULT_NEAR_DUPLICATE_THRESHOLD, DuplicateGuard, GuardFlags
 from cirlab.negatives.ledger import DEFAULT_LEDGER_MARGIN, LEDGER_STATS, Ledger
 from cirlab.negatives.screen import GalleryScreen
 from cirlab.registry import Registry
@@ -217,6 +217,19 @@ class GallerySampler:
         if self._screen is None:
             self._screen = GalleryScreen(self.gallery)
         return self._screen
+
+    def closest(self, queries: Tensor, positives: Tensor, width: int) -> tuple[Tensor, Tensor, GuardFlags]:
+        """``(indices, valid, flags)``: each query's ``width`` most similar gallery items, most similar first, before
+        the guard, and the guard's flags for them (the fast path of the samplers that rank the closest items: the
+        guard is applied afterwards, with :meth:`guarded_top` for queries with too many guarded items)."""
+        from cirlab.negatives.scan import RunningTopK, scan_gallery
+
+        ranking = RunningTopK(positives.shape[0], width, fill=float("-inf"), dtype=queries.dtype,
+                              device=queries.device)
+        for chunk in scan_gallery(self.gallery, positives, queries, self.chunk_size):
+            ranking.update(chunk.cosines, chunk.columns)
+        _, indices, valid = ranking.result()
+        return indices, valid, self.guard.flags(positives, indices.clamp(min=0))
 
     def guarded_top(self, queries: Tensor, positives: Tensor, depth: int) -> tuple[Tensor, Tensor]:
         """``(indices, valid)``: the ``depth`` most similar admissible items of each query over the whole gallery,

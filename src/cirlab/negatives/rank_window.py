@@ -31,7 +31,7 @@ from cirlab.errors import ConfigError
 from cirlab.negatives.base import SAMPLERS, GallerySampler
 from cirlab.negatives.gallery import BatchInfo, Gallery
 from cirlab.negatives.guard import DEFAULT_NEAR_DUPLICATE_THRESHOLD, no_negative_error
-from cirlab.negatives.scan import GUARD_SLACK, RunningTopK, compact, fill_cyclic, scan_gallery, uniform
+from cirlab.negatives.scan import GUARD_SLACK, compact, fill_cyclic, uniform
 
 #: RAGatouille's SimpleMiner: skip the top 10, draw from the ranks before 110.
 DEFAULT_RANGE_MIN, DEFAULT_RANGE_MAX = 10, 110
@@ -60,11 +60,7 @@ class RankWindowSampler(GallerySampler):
         size, rows = len(self.gallery), positives.shape[0]
         depth = min(self.range_max + k, size)  # admissible ranks the band and its fallback can reach
         width = min(depth + GUARD_SLACK + 1, size)
-        ranking = RunningTopK(rows, width, fill=float("-inf"), dtype=queries.dtype, device=queries.device)
-        for chunk in scan_gallery(self.gallery, positives, queries, self.chunk_size):
-            ranking.update(chunk.cosines, chunk.columns)
-        _, indices, valid = ranking.result()
-        flags = self.guard.flags(positives, indices.clamp(min=0))
+        indices, valid, flags = self.closest(queries, positives, width)
         candidates = valid & ~flags.positive
         rank = candidates.long().cumsum(dim=1) - 1
         in_band = candidates & (rank >= self.range_min) & (rank < self.range_max)

@@ -35,7 +35,7 @@ from cirlab.errors import ConfigError
 from cirlab.negatives.base import SAMPLERS, GallerySampler
 from cirlab.negatives.gallery import BatchInfo, Gallery
 from cirlab.negatives.guard import DEFAULT_NEAR_DUPLICATE_THRESHOLD, no_negative_error
-from cirlab.negatives.scan import GUARD_SLACK, RunningTopK, compact, fill_cyclic, scan_gallery, uniform
+from cirlab.negatives.scan import GUARD_SLACK, compact, fill_cyclic, uniform
 
 #: SimANS's defaults (microsoft/SimXNS): the window's sharpness, its offset, and the candidate depth.
 DEFAULT_A, DEFAULT_B, DEFAULT_TOP_M = 0.5, 0.0, 100
@@ -81,14 +81,10 @@ class ScoreWindowSampler(GallerySampler):
 
     def _sample(self, queries: Tensor, positives: Tensor, batch: BatchInfo, k: int,
                 generator: torch.Generator) -> Tensor:
-        size, rows = len(self.gallery), positives.shape[0]
+        size = len(self.gallery)
         pool_size = min(self.top_m, size)
         width = min(pool_size + GUARD_SLACK + 1, size)
-        ranking = RunningTopK(rows, width, fill=float("-inf"), dtype=queries.dtype, device=queries.device)
-        for chunk in scan_gallery(self.gallery, positives, queries, self.chunk_size):
-            ranking.update(chunk.cosines, chunk.columns)
-        _, indices, valid = ranking.result()
-        flags = self.guard.flags(positives, indices.clamp(min=0))
+        indices, valid, flags = self.closest(queries, positives, width)
         candidates = valid & ~flags.positive
         in_pool = candidates & (candidates.long().cumsum(dim=1) <= pool_size)
         self.add_guard_counts(in_pool & flags.exact, in_pool & flags.near)
