@@ -29,7 +29,7 @@ from cirlab.errors import ConfigError
 from cirlab.negatives.base import SAMPLERS, GallerySampler
 from cirlab.negatives.gallery import BatchInfo, Gallery
 from cirlab.negatives.guard import DEFAULT_NEAR_DUPLICATE_THRESHOLD, GuardFlags, no_negative_error
-from cirlab.negatives.scan import GUARD_SLACK, RunningTopK, compact, fill_cyclic, scan_gallery, uniform
+from cirlab.negatives.scan import GUARD_SLACK, compact, fill_cyclic, uniform
 from cirlab.negatives.screen import intra_op_threads
 
 #: Items ranked beyond the pool by the bf16 screen, so that a few guarded duplicates leave the pool whole.
@@ -91,12 +91,7 @@ class HardSampler(GallerySampler):
         """
         screen = self.screen(positives.shape[0])
         if screen is None:
-            ranking = RunningTopK(positives.shape[0], width, fill=float("-inf"), dtype=queries.dtype,
-                                  device=queries.device)
-            for chunk in scan_gallery(self.gallery, positives, queries, self.chunk_size):
-                ranking.update(chunk.cosines, chunk.columns)
-            _, indices, valid = ranking.result()
-            return indices, valid, self.guard.flags(positives, indices.clamp(min=0))
+            return self.closest(queries, positives, width)
         _, indices, valid = screen.closest(queries, min(pool_size + HEAD_SLACK, width), self.chunk_size)
         with intra_op_threads(1):  # small operations (see intra_op_threads)
             flags = self.guard.flags(positives, indices.clamp(min=0))
