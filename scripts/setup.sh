@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
+export PIP_NO_CACHE_DIR=1  # the wheels are installed once; a cached copy would only take disk space
 TORCH_SPEC="${TORCH_SPEC:-torch==2.14.1 torchvision==0.29.1}"
 stamp=".venv/.cirlab-install-stamp"
 wanted="$(cat pyproject.toml; echo "$TORCH_SPEC")"
