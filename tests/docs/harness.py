@@ -18,9 +18,10 @@ the docs use, what a session builds once with the CLI itself:
 Documented commands run in that folder: ``cirlab`` in-process through :func:`cirlab.cli.main`;
 ``torchrun``, ``python`` and ``curl`` as subprocesses; ``cirlab serve`` as a subprocess that is started
 and asked for ``/health`` and ``/`` within a bounded deadline (the latest server of each documented port
-is kept until the session ends, for the page's ``curl`` commands). A command first runs the commands
+is kept until the page ends, for the page's ``curl`` commands). A command first runs the commands
 before it on the same page (each at most once, servers only for ``curl``), since a page's commands
-build on each other (``cirlab extract`` then ``cirlab train`` on its cache).
+build on each other (``cirlab extract`` then ``cirlab train`` on its cache). When the next page starts,
+what the last one wrote is removed and the fixtures are kept, so that disk use stays at one page's worth.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ FIXTURE_COMMANDS: tuple[tuple[str, ...], ...] = (
      "--batch-size", "16", "--no-tensorboard", "--set", "negatives_options.near_duplicate_threshold=null"),
     ("index", "--features", "features/tiny", "--out", "index/tiny"),
 )
+#: What :meth:`Workspace.build` makes, kept whole while each page's own outputs are removed after the page.
+FIXTURES = ("data/tiny", "features/tiny", "runs/tiny", "index/tiny", "FIQ", "CIRR", "photo.jpg", "docs/images")
 SERVER_DEADLINE_S = 180.0
 SUBPROCESS_TIMEOUT_S = 600
 ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
@@ -197,6 +200,8 @@ class Workspace:
         self.values: dict[str, str] = {}
         self.outcomes: dict[Command, tuple[Prepared, Outcome]] = {}
         self.servers: dict[int, Server] = {}  # by the port the docs name
+        self.fixture_paths: set[Path] = set()  # what build() made, fixtures and the folders above them
+        self.page: str | None = None  # the page whose commands ran last
 
     # ------------------------------------------------------------------------------------- fixtures
     def build(self) -> None:
@@ -209,6 +214,8 @@ class Workspace:
         (self.root / "docs" / "images").mkdir(parents=True)
         triplets = json.loads((self.root / "data/tiny/captions/cap.dress.val.json").read_text(encoding="utf-8"))
         self.values["reference"] = triplets[0]["candidate"]
+        self.fixture_paths = {path for fixture in FIXTURES for path in (self.root / fixture, *(
+            self.root / fixture).parents) if self.root in path.parents}
 
     def build_fiq(self, out: Path) -> None:
         """The first triplets of the real annotation files, with placeholder images; else the tiny synthetic set."""
@@ -253,6 +260,9 @@ class Workspace:
     # ------------------------------------------------------------------------------------- running
     def run(self, command: Command) -> tuple[Prepared, Outcome]:
         """Run ``command`` once, after the commands before it on its page."""
+        if command.path != self.page:
+            self.clear_page()
+            self.page = command.path
         for earlier in self.pages[command.path]:
             if earlier == command:
                 break
@@ -323,6 +333,25 @@ class Workspace:
         else:
             server.stop()
         return outcome
+
+    def clear_page(self) -> None:
+        """Stop the last page's servers and remove what its commands wrote, keeping the fixtures whole.
+
+        A page's commands build only on each other and on the fixtures, so its outputs are not needed once
+        the next page starts; removing them keeps the suite's disk use to one page's worth (the finetuning
+        and demo pages write hundreds of megabytes).
+        """
+        self.close()
+        self.outcomes.clear()
+        fixtures = [self.root / fixture for fixture in FIXTURES]
+        for path in sorted(self.root.rglob("*"), key=lambda p: len(p.parts)):
+            if path in self.fixture_paths or any(f in path.parents for f in fixtures) or not (
+                    path.exists() or path.is_symlink()):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
 
     def close(self) -> None:
         for server in self.servers.values():

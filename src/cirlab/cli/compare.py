@@ -7,7 +7,8 @@ Every run starts from the same config (YAML file or shipped name, then --set ove
 in its sampler and seed: same feature cache, combiner, loss, epochs and batch size, evaluated after every
 epoch. --include-contrastive adds CLIP4Cir's recipe (contrastive loss over the batch, no mined negatives)
 and --include-seed the seed system's recipe as reference runs. Runs go to OUT/runs/<strategy>/seed-<s>/;
-a rerun reuses finished runs and resumes an interrupted one.
+a rerun reuses finished runs and resumes an interrupted one. --jobs N trains N runs at once, each in its
+own process with an equal share of the CPU cores (auto: one per core, up to 4, on a CPU).
 
 Each run's checkpoint is selected on validation (--selection val) or taken at its last epoch (last); with
 test targets in the data set the selected checkpoint is reported on test (the default, auto, then selects
@@ -23,7 +24,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cirlab.cli.options import add_config, add_features, add_out, add_set, add_strategies
+from cirlab.cli.options import add_config, add_features, add_jobs, add_out, add_set, add_strategies
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="validation queries per query figure, 0 for none (default: %(default)s)")
     parser.add_argument("--query-seed", type=int, default=0, metavar="N",
                         help="seed choosing those queries (default: %(default)s)")
+    add_jobs(parser, 1)
     add_set(parser)
 
 
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
                      features=args.features, include_contrastive=args.include_contrastive,
                      include_seed=args.include_seed, overrides=args.set_options, baseline=args.baseline,
                      threshold=args.threshold, selection=args.selection, draws=args.draws, data_root=args.data,
-                     queries=args.queries, query_seed=args.query_seed)
+                     queries=args.queries, query_seed=args.query_seed, jobs=args.jobs)
     print(result.format_table())
     print(f"\nreport: {result.report}")
     return 0

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 
-from cirlab.cli.options import add_device, add_out, add_seed, add_strategies, add_workers
+from cirlab.cli.options import add_device, add_jobs, add_out, add_seed, add_strategies, add_workers
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"small open_clip architecture to pretrain (default: {d.model})")
     add_seed(parser, None, "every stage", default_text=str(d.seed))
     add_workers(parser, None, default_text=str(d.workers))
+    add_jobs(parser, None, default_text=str(d.jobs))
     add_device(parser, default=None, default_text=d.device)
 
 
@@ -67,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     options = base.with_overrides(out=args.out, images_per_category=args.images_per_category,
                                   strategies=args.strategies, epochs=args.epochs,
                                   pretrain_epochs=args.pretrain_epochs, model=args.model, seed=args.seed,
-                                  workers=args.workers, device=args.device, ambiguity=args.ambiguity)
+                                  workers=args.workers, device=args.device, ambiguity=args.ambiguity,
+                                  jobs=args.jobs)
     result = run_demo(options)
     print(result.comparison.format_table())
     submission = f"; test-server files: {result.submission}" if result.submission is not None else ""

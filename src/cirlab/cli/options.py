@@ -152,6 +152,27 @@ def add_workers(parser: Parser, default: int | None,
                     default_text if default_text is not None else str(default))
 
 
+def jobs_count(text: str) -> int | str:
+    """``--jobs``'s value: a whole number of at least 1, or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'auto', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_jobs(parser: Parser, default: int | str | None, default_text: Text | None = None) -> argparse.Action:
+    """``--jobs``: training runs at once, each in its own worker process."""
+    action = parser.add_argument("--jobs", type=jobs_count, default=default, metavar="N|auto")
+    return describe(action, "training runs at once, each in a worker process with an equal share of the CPU cores; "
+                            "auto: one per core up to 4 on a CPU, one on a GPU; the results are those of one run "
+                            "after another", default_text if default_text is not None else str(default))
+
+
 def add_out(parser: Parser, what: str, *, required: bool = False, default: Path | None = None,
             metavar: str = "DIR") -> argparse.Action:
     """``--out``: where the command writes ``what``."""

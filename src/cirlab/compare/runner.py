@@ -107,7 +107,7 @@ def compare(config: str | Path | TrainConfig | None, strategies: Sequence[str], 
             include_contrastive: bool = False, include_seed: bool = False, overrides: Overrides | None = None,
             baseline: str = DEFAULT_BASELINE, threshold: float | None = None, selection: str = "auto",
             draws: int = DEFAULT_DRAWS, data_root: str | Path | None = None, queries: int = 4,
-            query_seed: int = 0) -> ComparisonResult:
+            query_seed: int = 0, jobs: int | str = 1) -> ComparisonResult:
     """Train every strategy with ``seeds`` seeds from ``config`` into ``OUT/runs/`` and write the report into ``out``.
 
     Args:
@@ -131,6 +131,9 @@ def compare(config: str | Path | TrainConfig | None, strategies: Sequence[str], 
         data_root: the data set whose images the query figures show (default: the cache manifest's
             ``data_root``); without images the figures are left out and the report says so.
         queries: validation queries drawn in each query figure (0: no figures); ``query_seed`` picks them.
+        jobs: runs trained at once, each in its own worker process with an equal share of the CPU cores
+            (:mod:`cirlab.compare.parallel`), or ``"auto"`` (one per core up to 4 on a CPU, one on a GPU).
+            The results are those of training the runs one after another.
 
     Progress (one line per run, and the report's path) goes to this module's logger at INFO level.
     """
@@ -153,7 +156,9 @@ def compare(config: str | Path | TrainConfig | None, strategies: Sequence[str], 
         selection = "val" if reported == TEST_SPLIT else "last"
     LOGGER.info("compare: %d runs (%d seeds) x %d epochs on %s -> %s", len(plans), base.seeds, base.epochs,
                 cache.root, out)
-    reused = _run_all(plans, cache)
+    from cirlab.compare.parallel import resolve_jobs
+
+    reused = _run_all(plans, cache, resolve_jobs(jobs, len(plans), base.device))
     queries_info = {"val": _validation_accounting(plans[0])}
     if reported == TEST_SPLIT:
         queries_info[TEST_SPLIT] = _evaluate_selected(plans, cache, categories, selection)
@@ -308,20 +313,36 @@ def seed_recipe(base: TrainConfig) -> TrainConfig:
 
 
 # ------------------------------------------------------------------------------------------ runs
-def _run_all(plans: list[RunPlan], cache: FeatureCache) -> list[str]:
-    """Train (or resume, or reuse) every planned run; return the names of the reused ones."""
+def _run_all(plans: list[RunPlan], cache: FeatureCache, jobs: int = 1) -> list[str]:
+    """Train (or resume, or reuse) every planned run, ``jobs`` at a time; return the names of the reused ones."""
     reused: list[str] = []
-    for number, plan in enumerate(plans, 1):
-        prefix = f"[{number}/{len(plans)}] {plan.name}"
+    to_train: list[RunPlan] = []
+    numbers = {plan.name: f"[{number}/{len(plans)}] {plan.name}" for number, plan in enumerate(plans, 1)}
+    for plan in plans:
         if finished_run(plan, cache) is not None:
             reused.append(plan.name)
-            LOGGER.info("%s: finished earlier; reusing %s", prefix, plan.run_dir)
-            continue
-        LOGGER.info("%s: training %s -> %s", prefix, plan.description, plan.run_dir)
-        started = time.perf_counter()
-        result = _train(plan.config)
-        LOGGER.info("%s: done in %.0f s; best validation headline %.1f at epoch %d", prefix,
-                    time.perf_counter() - started, result.best_headline, result.best_epoch)
+            LOGGER.info("%s: finished earlier; reusing %s", numbers[plan.name], plan.run_dir)
+        else:
+            to_train.append(plan)
+    by_name = {plan.name: plan for plan in to_train}
+    started: dict[str, float] = {}
+
+    def on_start(name: str) -> None:
+        LOGGER.info("%s: training %s -> %s", numbers[name], by_name[name].description, by_name[name].run_dir)
+        started[name] = time.perf_counter()
+
+    def on_done(name: str, result: Any) -> None:
+        LOGGER.info("%s: done in %.0f s; best validation headline %.1f at epoch %d", numbers[name],
+                    time.perf_counter() - started[name], result.best_headline, result.best_epoch)
+
+    if jobs > 1 and len(to_train) > 1:
+        from cirlab.compare.parallel import train_concurrently
+
+        train_concurrently([(plan.name, plan.config) for plan in to_train], jobs, on_start, on_done)
+    else:
+        for plan in to_train:
+            on_start(plan.name)
+            on_done(plan.name, _train(plan.config))
     return reused
 
 
@@ -376,14 +397,10 @@ def check_same_run(saved_config: Mapping[str, Any], config: TrainConfig, *, run_
                           f"that run folder")
 
 
-
-
 def _train(config: TrainConfig) -> Any:
     from cirlab.training import train
 
     return train(config)
-
-
 
 
 def has_test_targets(cache: FeatureCache, categories: Sequence[str]) -> bool:

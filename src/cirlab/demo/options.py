@@ -61,6 +61,7 @@ class DemoOptions:
     train_overrides: tuple[tuple[str, Any], ...] = ()  # (config key, value) pairs applied to every strategy
     seed: int = 0  # seeds the data set, the encoder and every combiner run
     workers: int = 0  # image-decoding processes (0: decode in the main process, cheapest on 2 cores)
+    jobs: int | str = "auto"  # comparison runs trained at once (cirlab.compare.parallel); auto: one per CPU core
     device: str = "auto"
     tensorboard: bool = True
     queries: int = 4  # validation queries in each query figure
@@ -76,7 +77,7 @@ class DemoOptions:
         base = cls(preset="tiny", pretrain_epochs=2, pretrain_batch_size=32,
                    strategies=("random", "hard"), include_contrastive=False, include_seed=False, seeds=2,
                    epochs=2, batch_size=32,
-                   tensorboard=False, queries=2,
+                   tensorboard=False, queries=2, jobs=1,
                    train_overrides=(("negatives_options.near_duplicate_threshold", None),))
         return base.with_overrides(**changes)
 
@@ -121,4 +122,6 @@ class DemoOptions:
             raise ConfigError("the demo needs at least one strategy")
         if self.dataset not in DATASETS:
             raise ConfigError(f"unknown demo data set {self.dataset!r}; use one of {list(DATASETS)}")
+        if self.jobs != "auto" and (not isinstance(self.jobs, int) or self.jobs < 1):
+            raise ConfigError(f"demo jobs must be a whole number of at least 1 or 'auto', got {self.jobs!r}")
         return self

@@ -177,7 +177,8 @@ def build_stages(options: DemoOptions, products: dict[str, Any]) -> list[Stage]:
                      ("tensorboard", options.tensorboard), *options.train_overrides]
         result = compare(options.config, strategies, compare_dir, seeds=options.seeds, epochs=options.epochs,
                          features=features_dir, include_contrastive=options.include_contrastive,
-                         include_seed=options.include_seed, overrides=overrides, queries=options.queries)
+                         include_seed=options.include_seed, overrides=overrides, queries=options.queries,
+                         jobs=options.jobs)
         products["comparison"] = result
         best = result.best_strategy()
         return (f"{len(result.strategies)} strategies x {options.seeds} seeds; best: {best.name} (headline "
