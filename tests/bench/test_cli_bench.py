@@ -29,6 +29,7 @@ REQUIRED = {
                "http_over_engine", "http_over_health", "http_p50_ms", "engine_p50_ms", "load.text.8c.batched_speedup",
                "load.text.8c.batched_p99_ratio", "load.upload.8c.batched_speedup", "load.text.1c.one_requests_per_s",
                "load.upload.32c.mean_batch", "load_failed_requests"],
+    "compare": ["concurrent_speedup", "serial_s", "concurrent_s", "runs_with_equal_ranks"],
 }
 
 
@@ -58,6 +59,9 @@ def test_quick_run_writes_every_figure_finite(tmp_path, capsys) -> None:
         assert pml[f"{distance}.window_total_difference"]["value"] == 0
         assert pml[f"{distance}.k16_picks_in_pml_set"]["value"] == 1.0
         assert pml[f"{distance}.pml_triplets"]["value"] > 0
+    # runs trained concurrently rank every query as the same runs trained one after another
+    compare = benchmarks["compare"]
+    assert compare["figures"]["runs_with_equal_ranks"]["value"] == compare["settings"]["runs"] > 0
     assert benchmarks["eval"]["figures"]["6k.recall_difference"]["value"] == 0
     assert 0 < benchmarks["search"]["figures"]["100k.ivf_recall_at_10"]["value"] <= 1
     assert benchmarks["search"]["figures"]["load_failed_requests"]["value"] == 0

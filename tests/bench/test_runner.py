@@ -9,7 +9,8 @@ from cirlab.errors import ConfigError
 
 
 def test_names_in_run_order() -> None:
-    assert benchmark_names() == ["train", "mining", "pml", "naive", "extract", "cache", "eval", "search"]
+    assert benchmark_names() == ["train", "mining", "pml", "naive", "extract", "cache", "eval", "search",
+                                 "compare"]
 
 
 def test_select_keeps_run_order_and_drops_repeats() -> None:

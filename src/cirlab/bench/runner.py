@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from cirlab.bench import evaluation, extraction, mining, naive, pml, reencode, search, training
+from cirlab.bench import comparison, evaluation, extraction, mining, naive, pml, reencode, search, training
 from cirlab.bench.context import BenchContext
 from cirlab.bench.report import BenchReport, BenchResult
 from cirlab.errors import ConfigError
@@ -36,7 +36,7 @@ class Benchmark:
 
 
 #: Every benchmark, in the order a full run takes them (cheap and central first).
-MODULES = (training, mining, pml, naive, extraction, reencode, evaluation, search)
+MODULES = (training, mining, pml, naive, extraction, reencode, evaluation, search, comparison)
 
 
 def benchmark_registry() -> Registry[Benchmark]:
