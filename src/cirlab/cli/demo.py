@@ -1,4 +1,4 @@
-"""Run the whole pipeline on the synthetic benchmark: no GPU, no downloads, about five minutes on 2 CPU cores.
+"""Run the whole pipeline on the synthetic benchmark: no GPU, no downloads, about four minutes on 2 CPU cores.
 
 Stages (each cached in a sub-folder of --out; a finished stage is skipped on the next run, and a
 stage whose options changed is redone together with the ones after it):

@@ -1,10 +1,10 @@
 """What ``cirlab demo`` runs: :class:`DemoOptions`, with defaults sized for two CPU cores.
 
-The defaults make the first run finish in about five minutes on a 2-core machine without a GPU (4.5
-minutes measured on two shared cores, see docs/results.md) while still showing real learning: the
-small encoder learns the benchmark's attribute words, the trained combiners beat the untrained ``sum``
-baseline by about 20 points of headline recall, and the strategies differ (hard negatives from the
-first step collapse, semi-hard ones learn fastest). :meth:`DemoOptions.tiny` is a toy size for tests
+The defaults make the first run finish in about four minutes on a 2-core machine without a GPU (3.6
+minutes measured on two quiet cores, the comparison's runs two at a time; see docs/results.md) while still
+showing real learning: the small encoder learns the benchmark's attribute words, the trained combiners beat the
+untrained ``sum`` baseline by about 20 points of headline recall, and the strategies differ (hard negatives from
+the first step collapse, semi-hard ones learn fastest). :meth:`DemoOptions.tiny` is a toy size for tests
 (well under a minute).
 
 ``dataset="cirr"`` runs the same pipeline on the synthetic benchmark in CIRR's layout, scored by CIRR's
