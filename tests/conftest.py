@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,3 +23,15 @@ def real_fashioniq() -> Path:
     if not (SHARED_FASHIONIQ / "captions").is_dir():
         pytest.skip("../shared/data/fashioniq is not present")
     return SHARED_FASHIONIQ
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One torch intra-op thread for the test, then the previous setting: tiny models run faster on one thread
+    of a small, shared machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

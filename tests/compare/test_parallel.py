@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from cirlab.cli import main
 from cirlab.compare import parallel
@@ -18,15 +17,6 @@ from tests.compare.datasets import make_comparison_data
 OVERRIDES = {"batch_size": 32, "num_negatives": 4, "tensorboard": False, "warmup_steps": 0, "lr": 3e-3,
              "combiner_options": {"projection_dim": 32, "hidden_dim": 64, "dropout": 0.0}}
 STRATEGIES = ["random", "semi-hard"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread in this process, as each worker has on a 2-core machine with two jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

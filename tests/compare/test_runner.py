@@ -26,15 +26,6 @@ STRATEGIES = ["random", "category"]
 SEEDS = [0, 1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: the models are tiny and the tests share a small machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return make_comparison_data(tmp_path_factory.mktemp("compare-data"))

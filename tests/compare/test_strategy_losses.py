@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from cirlab.compare.report import render_report
 from cirlab.compare.runner import compare, plan_runs, split_strategy
@@ -11,15 +10,6 @@ from cirlab.errors import ConfigError
 from cirlab.training import load_config
 from tests.compare.datasets import make_comparison_data
 from tests.compare.results import made_up_result
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: the models are tiny and the tests share a small machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_split_strategy() -> None:
