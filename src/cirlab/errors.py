@@ -22,6 +22,10 @@ class DataError(CirlabError):
         self.problem = problem
         super().__init__(f"{path}: {problem}")
 
+    def __reduce__(self) -> tuple[type, tuple[Path, str]]:
+        """Rebuilt from its path and problem when pickled (a worker process raises it to its parent)."""
+        return type(self), (self.path, self.problem)
+
 
 class MissingImagesError(DataError):
     """Images named by a split or caption file are absent and the policy is ``error``."""

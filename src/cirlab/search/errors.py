@@ -17,6 +17,10 @@ class QueryError(CirlabError):
         self.problem = problem
         super().__init__(f"{field}: {problem}")
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        """Rebuilt from its field and problem when pickled."""
+        return type(self), (self.field, self.problem)
+
 
 class UnknownItemError(QueryError):
     """A reference id names no image of the feature cache."""
