@@ -71,6 +71,21 @@ def test_a_failing_run_is_reported_and_the_others_are_kept(features, tmp_path):
     assert metrics["status"] == "complete"
 
 
+def test_without_worker_processes_the_runs_train_one_after_another(features, tmp_path, monkeypatch, caplog):
+    def no_semaphores(*args, **kwargs):
+        raise OSError("[Errno 38] Function not implemented")
+
+    monkeypatch.setattr(parallel, "ProcessPoolExecutor", no_semaphores)
+    serial = compare("synthetic", ["random"], tmp_path / "serial", seeds=2, epochs=1, features=features,
+                     overrides=OVERRIDES, queries=0, draws=200)
+    with caplog.at_level("WARNING", logger="cirlab"):
+        fallback = compare("synthetic", ["random"], tmp_path / "fallback", seeds=2, epochs=1, features=features,
+                           overrides=OVERRIDES, queries=0, draws=200, jobs=2)
+    assert "cannot start worker processes" in caplog.text and "one after another" in caplog.text
+    assert fallback.strategies["random"].selected["headline"].values == serial.strategies["random"].selected[
+        "headline"].values
+
+
 def test_auto_jobs_is_one_per_core_on_a_cpu_up_to_the_limit(monkeypatch):
     monkeypatch.setattr(parallel, "available_cpus", lambda: 2)
     assert resolve_jobs("auto", runs=24, device="cpu") == 2

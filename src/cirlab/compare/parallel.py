@@ -12,6 +12,8 @@ Workers are spawned, not forked (a forked process inherits torch's thread pools 
 They log warnings only, each line prefixed with its run's name, and show no progress bars; the parent logs
 one line as each run starts and ends. When a run fails, the runs not yet started are cancelled, the ones
 training finish (their work is kept: a rerun reuses or resumes every run), and the first failure is raised.
+Where worker processes cannot be created at all (a sandbox without process semaphores), the runs train one
+after another in this process, with a warning.
 """
 
 from __future__ import annotations
@@ -88,11 +90,12 @@ def _start_worker(threads: int) -> None:
 
 
 def _train_in_worker(name: str, config: TrainConfig) -> Any:
-    """Train one run in a worker; its warnings name the run."""
+    """Train one run (in a worker: its warnings name the run)."""
     from cirlab.training import train
 
-    for handler in logging.getLogger("cirlab").handlers:
-        handler.setFormatter(logging.Formatter(f"%(levelname)s: {name}: %(message)s"))
+    if multiprocessing.parent_process() is not None:
+        for handler in logging.getLogger("cirlab").handlers:
+            handler.setFormatter(logging.Formatter(f"%(levelname)s: {name}: %(message)s"))
     return train(config)
 
 
@@ -105,20 +108,31 @@ def train_concurrently(runs: Sequence[tuple[str, TrainConfig]], jobs: int,
     have finished and the others were cancelled; a worker that dies (killed, out of memory) is reported as a
     :class:`CirlabError` naming the run.
     """
-    context = multiprocessing.get_context("spawn")
     threads = threads_per_job(jobs)
+    try:
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_start_worker, initargs=(threads,))
+    except (OSError, ImportError, NotImplementedError) as error:  # no process semaphores (some sandboxes)
+        LOGGER.warning("cannot start worker processes (%s); training the runs one after another", error)
+        for name, config in runs:
+            on_start(name)
+            on_done(name, _train_in_worker(name, config))
+        return
     LOGGER.info("compare: %d runs in %d worker processes, %d thread%s each", len(runs), jobs, threads,
                 "" if threads == 1 else "s")
     pending = list(runs)
     running: dict[Future[Any], str] = {}
     failure: BaseException | None = None
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker,
-                             initargs=(threads,)) as pool:
+    with pool:
         while pending or running:
             while pending and len(running) < jobs and failure is None:
                 name, config = pending.pop(0)
                 on_start(name)
-                running[pool.submit(_train_in_worker, name, config)] = name
+                try:
+                    running[pool.submit(_train_in_worker, name, config)] = name
+                except OSError as error:  # the process could not be started (a process or memory limit)
+                    failure = CirlabError(f"{name}: cannot start a worker process to train it ({error}); "
+                                          f"use --jobs 1")
             if not running:
                 break
             done, _ = wait(running, return_when=FIRST_COMPLETED)
