@@ -12,7 +12,7 @@ with these.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from PIL import Image
@@ -72,3 +72,15 @@ def make_fashioniq(root: Path, *, categories: tuple[str, ...] = ("dress", "shirt
             captions = [[f"is colour {n + 1}.", " darker "] for n in range(images_per_split - 1)]
             write_split(root, category, split, ids, chain_triplets(ids, captions, targets=split != "test"), tags)
     return root
+
+
+def set_entry_key(index: int, key: str, value: object | None) -> Callable[[list], list]:
+    """An edit of a list of JSON entries (a caption file): entry ``index``'s ``key`` set to ``value``, or deleted
+    when ``value`` is None."""
+    def edit(entries: list) -> list:
+        if value is None:
+            del entries[index][key]
+        else:
+            entries[index][key] = value
+        return entries
+    return edit

@@ -13,7 +13,7 @@ import pytest
 from cirlab.cli import main
 from cirlab.data import CIRR, MissingPolicy, MissingReport, open_dataset
 from cirlab.errors import ConfigError, DataError, MissingImagesError
-from tests.builders import write_json
+from tests.builders import set_entry_key, write_json
 from tests.data.cirr_builders import make_cirr, real_cirr, real_cirr_files  # noqa: F401 - a fixture
 
 SOFT_SCORES = {1.0, 0.5, 0.2, -1.0}
@@ -194,16 +194,6 @@ def _edit(relative: str, edit: Callable[[Any], Any]) -> Mutation:
     return mutate
 
 
-def _set(index: int, key: str, value: object) -> Callable[[list], list]:
-    def edit(entries: list) -> list:
-        if value is None:
-            del entries[index][key]
-        else:
-            entries[index][key] = value
-        return entries
-    return edit
-
-
 def _remap(name: str, value: str) -> Callable[[dict], dict]:
     return lambda paths: {**paths, name: value}
 
@@ -234,19 +224,22 @@ CORPUS = [
      "is not a relative path inside the data set folder", True),
     ("path not an image", _edit(SPLIT, _remap("dev-0-0-img0", "./dev/dev-0-0-img0.gif")), "split.rc2.val.json",
      "is not a .jpg, .jpeg, .png file", True),
-    ("missing target", _edit(CAP, _set(2, "target_hard", None)), "cap.rc2.val.json",
+    ("missing target", _edit(CAP, set_entry_key(2, "target_hard", None)), "cap.rc2.val.json",
      "entry 2: missing key 'target_hard'", True),
-    ("duplicate pairid", _edit(CAP, _set(3, "pairid", 6)), "cap.rc2.val.json",
+    ("duplicate pairid", _edit(CAP, set_entry_key(3, "pairid", 6)), "cap.rc2.val.json",
      "entry 3: duplicate pairid 6 (first at entry 0)", True),
-    ("pairid true", _edit(CAP, _set(1, "pairid", True)), "cap.rc2.val.json", "entry 1: 'pairid' must be", True),
-    ("caption not a string", _edit(CAP, _set(0, "caption", ["a"])), "cap.rc2.val.json",
+    ("pairid true", _edit(CAP, set_entry_key(1, "pairid", True)), "cap.rc2.val.json", "entry 1: 'pairid' must be",
+     True),
+    ("caption not a string", _edit(CAP, set_entry_key(0, "caption", ["a"])), "cap.rc2.val.json",
      "entry 0: 'caption' must be a string", True),
-    ("soft score not a number", _edit(CAP, _set(0, "target_soft", {"dev-1-0-img1": "1.0"})), "cap.rc2.val.json",
+    ("soft score not a number", _edit(CAP, set_entry_key(0, "target_soft", {"dev-1-0-img1": "1.0"})),
+     "cap.rc2.val.json",
      "'target_soft' score of 'dev-1-0-img1' must be a number", True),
-    ("subset not a list", _edit(CAP, _set(0, "img_set", {"members": "dev-1-0-img1"})), "cap.rc2.val.json",
+    ("subset not a list", _edit(CAP, set_entry_key(0, "img_set", {"members": "dev-1-0-img1"})), "cap.rc2.val.json",
      "entry 0: 'img_set' must be an object with a list 'members'", True),
-    ("path traversal name", _edit(CAP, _set(0, "reference", "../x")), "cap.rc2.val.json", "is not a plain name", True),
-    ("subset image outside the split", _edit(CAP, _set(0, "img_set", {"members": ["test1-0-0-img0"]})),
+    ("path traversal name", _edit(CAP, set_entry_key(0, "reference", "../x")), "cap.rc2.val.json",
+     "is not a plain name", True),
+    ("subset image outside the split", _edit(CAP, set_entry_key(0, "img_set", {"members": ["test1-0-0-img0"]})),
      "cap.rc2.val.json", "entry 0: image 'test1-0-0-img0' is not in split.rc2.val.json", False),
     ("missing image", _drop("dev/dev-4-0-img0.png"), "images", "missing images: 1 (affecting 2 triplets)", True),
     ("corrupt image", _corrupt, "dev-3-0-img1.png", "cannot decode image", False),

@@ -18,7 +18,7 @@ from PIL import Image
 from cirlab.cli import main
 from cirlab.data import FashionIQ
 from cirlab.errors import DataError
-from tests.builders import make_fashioniq, write_json
+from tests.builders import make_fashioniq, set_entry_key, write_json
 
 
 def _drop_folder(name: str) -> Callable[[Path], None]:
@@ -40,16 +40,6 @@ def _edit_json(relative: str, edit: Callable[[object], object]) -> Callable[[Pat
         path = root / relative
         write_json(path, edit(json.loads(path.read_text())))
     return mutate
-
-
-def _set_key(index: int, key: str, value: object | None) -> Callable[[list], list]:
-    def edit(entries: list) -> list:
-        if value is None:
-            del entries[index][key]
-        else:
-            entries[index][key] = value
-        return entries
-    return edit
 
 
 def _non_utf8(root: Path) -> None:
@@ -96,13 +86,13 @@ CORPUS: list[tuple[str, Callable[[Path], None], str, str, bool]] = [
      "invalid JSON at line 2 column 12", True),
     ("empty JSON file", _write_text(SPLIT, "  \n"), "split.dress.val.json", "file is empty", True),
     ("wrong top-level type", _write_text(SPLIT, '{"ids": []}'), "split.dress.val.json", "expected a JSON list", True),
-    ("missing key", _edit_json(CAP, _set_key(2, "candidate", None)), "cap.dress.val.json",
+    ("missing key", _edit_json(CAP, set_entry_key(2, "candidate", None)), "cap.dress.val.json",
      "entry 2: missing key 'candidate'", True),
-    ("wrong caption shape", _edit_json(CAP, _set_key(1, "captions", ["only one"])), "cap.dress.val.json",
+    ("wrong caption shape", _edit_json(CAP, set_entry_key(1, "captions", ["only one"])), "cap.dress.val.json",
      "entry 1: 'captions' must be a list of two strings", True),
-    ("non-string id", _edit_json(CAP, _set_key(0, "target", 12)), "cap.dress.val.json",
+    ("non-string id", _edit_json(CAP, set_entry_key(0, "target", 12)), "cap.dress.val.json",
      "image id must be a string", True),
-    ("path traversal id", _edit_json(CAP, _set_key(0, "target", "../../etc/passwd")), "cap.dress.val.json",
+    ("path traversal id", _edit_json(CAP, set_entry_key(0, "target", "../../etc/passwd")), "cap.dress.val.json",
      "is not a plain name", True),
     ("non-UTF-8 text", _non_utf8, "cap.dress.val.json", "not UTF-8 text (byte 0xe9", True),
     ("duplicate ids in a split", _edit_json(SPLIT, lambda ids: [*ids, ids[1]]), "split.dress.val.json",
@@ -114,7 +104,7 @@ CORPUS: list[tuple[str, Callable[[Path], None], str, str, bool]] = [
     ("zero-byte image", _empty_file("images/Dval3.jpg"), "Dval3.jpg", "image file is empty (0 bytes)", False),
     ("corrupt image", _corrupt_image, "Dval3.jpg", "cannot decode image", False),
     ("image far larger than expected", _huge_image, "Dval3.png", "image is 9000x6000 pixels, over the limit", False),
-    ("triplet outside its split", _edit_json(CAP, _set_key(0, "target", "Dtrain1")), "cap.dress.val.json",
+    ("triplet outside its split", _edit_json(CAP, set_entry_key(0, "target", "Dtrain1")), "cap.dress.val.json",
      "entry 0: image 'Dtrain1' is not in split.dress.val.json", False),
     ("malformed tags", _write_text("tags/asin2attr.dress.val.json", '{"Dval0": "red"}'), "asin2attr.dress.val.json",
      "tags of 'Dval0' must be a list", False),
@@ -160,7 +150,7 @@ def test_clean_data_set_passes(tmp_path, capsys):
 
 def test_empty_captions_are_kept_and_counted(tmp_path, capsys):
     root = make_fashioniq(tmp_path / "fiq")
-    _edit_json(CAP, _set_key(0, "captions", ["", "is darker"]))(root)
+    _edit_json(CAP, set_entry_key(0, "captions", ["", "is darker"]))(root)
     assert main(["data", "check", str(root)]) == 0
     assert "empty captions (kept): 1" in capsys.readouterr().out
     assert len(FashionIQ(root).split_data("dress", "val").triplets) == 5
