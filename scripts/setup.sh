@@ -21,11 +21,21 @@ fi
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted_hash" ]; then
     exit 0
 fi
+# The default torch build (with its CUDA libraries) takes about 5.6 GB in .venv; a full disk is the usual
+# cause of a failed install, so say how much room there is before and after.
+needed_gb=6
+free_gb() { df -Pk .venv | awk 'NR == 2 { printf "%.1f", $4 / 1048576 }'; }
+if awk -v free="$(free_gb)" -v needed="$needed_gb" 'BEGIN { exit !(free < needed) }'; then
+    echo "setup: warning: $(free_gb) GB free on the disk of .venv; the install takes about $needed_gb GB" >&2
+fi
 echo "setup: installing $TORCH_SPEC and cirlab[serve,dev] into .venv (a few minutes the first time)"
 .venv/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" || true
 # shellcheck disable=SC2086
 .venv/bin/python -m pip install --quiet $TORCH_SPEC 2>&1 | grep -v "is ignored" || true
 .venv/bin/python -m pip install --quiet -e ".[serve,dev]" 2>&1 | grep -v "is ignored" || true
-.venv/bin/python -c "import cirlab, torch, open_clip, faiss" || { echo "setup: install failed" >&2; exit 1; }
+if ! .venv/bin/python -c "import cirlab, torch, open_clip, faiss"; then
+    echo "setup: install failed (pip's messages above; $(free_gb) GB free on the disk of .venv)" >&2
+    exit 1
+fi
 printf '%s' "$wanted_hash" > "$stamp"
 echo "setup: done"
