@@ -21,7 +21,7 @@ fi
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted_hash" ]; then
     exit 0
 fi
-# The default torch build (with its CUDA libraries) takes about 5.6 GB in .venv; a full disk is the usual
+# The default torch build (with its CUDA libraries) makes .venv about 6 GB; a full disk is the usual
 # cause of a failed install, so say how much room there is before and after.
 needed_gb=6
 free_gb() { df -Pk .venv | awk 'NR == 2 { printf "%.1f", $4 / 1048576 }'; }
