@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from cirlab.errors import ConfigError
 from cirlab.negatives import DuplicateGuard
 from cirlab.negatives.scan import (
     CHUNK_ELEMENTS,
@@ -14,6 +15,7 @@ from cirlab.negatives.scan import (
     chunk_items,
     compact,
     fill_cyclic,
+    fill_with_fallback,
     scan_gallery,
     top_per_row,
 )
@@ -106,6 +108,20 @@ def test_fill_cyclic_compacts_then_repeats() -> None:
     assert repeated.tolist() == [3, 1, 5]
     picks, repeated = fill_cyclic(indices, valid, 2)
     assert picks.tolist() == [[4, 7], [1, 2], [-1, -1]] and repeated.tolist() == [0, 0, 2]
+
+
+def test_fill_with_fallback_puts_own_picks_first_then_the_fallback() -> None:
+    picks = torch.tensor([[4, -1, 7], [-1, -1, -1]])
+    extra = torch.tensor([[9, -1], [3, 8]])
+    merged, repeated = fill_with_fallback(picks, picks >= 0, extra, extra >= 0, torch.tensor([0, 1]), 20, 4)
+    assert merged.tolist() == [[4, 7, 9, 4], [3, 8, 3, 8]] and repeated.tolist() == [1, 2]
+
+
+def test_fill_with_fallback_names_only_the_targets_without_any_negative() -> None:
+    picks = torch.tensor([[5], [-1], [-1]])
+    extra = torch.tensor([[-1], [-1], [2]])
+    with pytest.raises(ConfigError, match=r"gallery item\(s\) \[12\]: every one of the 20 items"):
+        fill_with_fallback(picks, picks >= 0, extra, extra >= 0, torch.tensor([11, 12, 13]), 20, 2)
 
 
 @pytest.mark.parametrize("threshold", [0.98, None])

@@ -33,8 +33,8 @@ from torch import Tensor
 from cirlab.errors import ConfigError
 from cirlab.negatives.base import COMMON_STATS, SAMPLERS, GallerySampler, build_sampler
 from cirlab.negatives.gallery import BatchInfo, Gallery
-from cirlab.negatives.guard import DEFAULT_NEAR_DUPLICATE_THRESHOLD, DuplicateGuard, no_negative_error
-from cirlab.negatives.scan import RandomKeys, RunningTopK, compact, fill_cyclic, scan_gallery
+from cirlab.negatives.guard import DEFAULT_NEAR_DUPLICATE_THRESHOLD, DuplicateGuard
+from cirlab.negatives.scan import RandomKeys, RunningTopK, compact, fill_with_fallback, scan_gallery
 
 #: Counters of the parts that the mixture adds to its own.
 _SUMMED = ("guard_exact_duplicates", "guard_near_duplicates", "fallback_negatives")
@@ -77,11 +77,8 @@ def complete_distinct(gallery: Gallery, guard: DuplicateGuard, chunk_size: int |
             admissible = ~chunk.flags.excluded & ~taken
             top.update(keys.chunk(chunk.start, chunk.stop).masked_fill_(~admissible, -1.0), chunk.columns)
         _, extra, extra_valid = top.result()
-        merged = torch.cat([picks[rows], extra], dim=1)
-        merged_valid = torch.cat([picks_valid[rows], extra_valid], dim=1)
-        if not bool(merged_valid.any(dim=1).all()):
-            raise no_negative_error(positives[rows[~merged_valid.any(dim=1)]], len(gallery))
-        picks[rows], repeated[rows] = fill_cyclic(merged, merged_valid, k)
+        picks[rows], repeated[rows] = fill_with_fallback(picks[rows], picks_valid[rows], extra, extra_valid,
+                                                         positives[rows], len(gallery), k)
     return picks, from_candidates, repeated
 
 

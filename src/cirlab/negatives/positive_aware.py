@@ -37,8 +37,8 @@ from torch import Tensor
 from cirlab.errors import ConfigError
 from cirlab.negatives.base import COMMON_STATS, SAMPLERS, GallerySampler
 from cirlab.negatives.gallery import BatchInfo, Gallery
-from cirlab.negatives.guard import DEFAULT_NEAR_DUPLICATE_THRESHOLD, no_negative_error
-from cirlab.negatives.scan import GUARD_SLACK, RunningTopK, compact, fill_cyclic, scan_gallery
+from cirlab.negatives.guard import DEFAULT_NEAR_DUPLICATE_THRESHOLD
+from cirlab.negatives.scan import GUARD_SLACK, RunningTopK, compact, fill_with_fallback, scan_gallery
 from cirlab.negatives.window import TIE_TOLERANCE
 
 #: NV-Retriever-v1's TopK-PercPos share of the positive's score.
@@ -109,11 +109,8 @@ class PositiveAwareSampler(GallerySampler):
             rows_short = short.nonzero(as_tuple=True)[0]
             extra, extra_valid = self._guarded_top(queries[rows_short], positives[rows_short],
                                                    threshold[rows_short], k, below_threshold=False)
-            candidates = torch.cat([picks[rows_short], extra], dim=1)
-            candidates_valid = torch.cat([picks_valid[rows_short], extra_valid], dim=1)
-            if not bool(candidates_valid.any(dim=1).all()):
-                raise no_negative_error(positives[rows_short], size)
-            picks[rows_short], _ = fill_cyclic(candidates, candidates_valid, k)
+            picks[rows_short], _ = fill_with_fallback(picks[rows_short], picks_valid[rows_short], extra, extra_valid,
+                                                      positives[rows_short], size, k)
         return picks
 
     def _guarded_top(self, queries: Tensor, positives: Tensor, threshold: Tensor, k: int,

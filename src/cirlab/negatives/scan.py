@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from cirlab.negatives.gallery import Gallery
-from cirlab.negatives.guard import DuplicateGuard, GuardFlags
+from cirlab.negatives.guard import DuplicateGuard, GuardFlags, no_negative_error
 
 #: Similarities computed per chunk when ``chunk_size`` is automatic: 8M (32 MiB in float32; a chunk's
 #: masks and random keys add a few times that). Scans that apply the guard to every item use half.
@@ -214,3 +214,19 @@ def fill_cyclic(indices: Tensor, valid: Tensor, k: int) -> tuple[Tensor, Tensor]
     picks = compacted.gather(1, source.clamp(max=indices.shape[1] - 1))
     picks = torch.where(available > 0, picks, torch.full_like(picks, -1))
     return picks, (k - available.squeeze(1)).clamp(min=0)
+
+
+def fill_with_fallback(picks: Tensor, picks_valid: Tensor, extra: Tensor, extra_valid: Tensor, positives: Tensor,
+                       gallery_size: int, k: int) -> tuple[Tensor, Tensor]:
+    """``k`` picks per row: a sampler's own valid ``picks`` [R, m] first, then its fallback candidates ``extra``
+    [R, e] in preference order, repeated cyclically when all of them are fewer than ``k``.
+
+    Returns :func:`fill_cyclic`'s ``(picks [R, k], repeated [R])``. Raises :func:`no_negative_error` naming the
+    targets (``positives`` [R]) of the rows that have no valid entry at all.
+    """
+    merged = torch.cat([picks, extra], dim=1)
+    merged_valid = torch.cat([picks_valid, extra_valid], dim=1)
+    empty = ~merged_valid.any(dim=1)
+    if bool(empty.any()):
+        raise no_negative_error(positives[empty], gallery_size)
+    return fill_cyclic(merged, merged_valid, k)

@@ -31,14 +31,14 @@ from cirlab.distances import Distance, build_distance
 from cirlab.errors import ConfigError
 from cirlab.negatives.base import COMMON_STATS, SAMPLERS, GallerySampler
 from cirlab.negatives.gallery import BatchInfo, Gallery
-from cirlab.negatives.guard import DEFAULT_NEAR_DUPLICATE_THRESHOLD, no_negative_error
+from cirlab.negatives.guard import DEFAULT_NEAR_DUPLICATE_THRESHOLD
 from cirlab.negatives.ledger import Ledger
 from cirlab.negatives.scan import (
     GUARD_SLACK,
     RandomKeys,
     RunningTopK,
     compact,
-    fill_cyclic,
+    fill_with_fallback,
     scan_gallery,
     top_per_row,
 )
@@ -99,11 +99,8 @@ class SemiHardSampler(GallerySampler):
         if bool(short.any()):
             rows = short.nonzero(as_tuple=True)[0]
             extra, extra_valid = self._fallback(queries[rows], positives[rows], upper[rows], lower[rows], keys, rows, k)
-            candidates = torch.cat([picks[rows], extra], dim=1)
-            candidates_valid = torch.cat([picks_valid[rows], extra_valid], dim=1)
-            if not bool(candidates_valid.any(dim=1).all()):
-                raise no_negative_error(positives[rows], size)
-            picks[rows], _ = fill_cyclic(candidates, candidates_valid, k)
+            picks[rows], _ = fill_with_fallback(picks[rows], picks_valid[rows], extra, extra_valid, positives[rows],
+                                                size, k)
         return picks
 
     def _window(self, queries: Tensor, positives: Tensor, upper: Tensor, lower: Tensor, keys: RandomKeys,
